@@ -1,0 +1,259 @@
+"""The campaign plan as typed data.
+
+A plan is one YAML file per campaign (``include/plans/*.yaml``). It is
+validated on load, so a typo in a deadline is caught by ``admission plan
+check`` and by DAG parsing, not by an official who gets a wrong reminder.
+This module imports only pydantic and PyYAML: it is safe at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+OrgKind = Literal["МООУСО", "ОО", "ДОУ", "РЦОКО", "РОИВ"]
+# Who receives a reminder/overdue notice for an organization's lag.
+ResponsibleRole = Literal["head", "chief_operators", "curator", "rcoko_head"]
+# Who receives the escalation for an organization's overdue lag.
+EscalationRole = Literal["mooyso_head", "roiv_head"]
+# Which rule set decides whether a stage is complete (see admission.checks).
+CheckName = Literal[
+    "esia_informing",
+    "public_information",
+    "parent_meetings",
+    "module_staff",
+    "operators",
+    "accounts",
+    "school_data",
+    "approvals",
+]
+
+PLANS_DIR = Path(__file__).resolve().parents[1] / "plans"
+
+
+class PlanError(ValueError):
+    """A plan file that cannot be used; the message names file and stage(s)."""
+
+    def __init__(self, path: str, problems: list[str], stages: Iterable[int] = ()):
+        self.path = path
+        self.problems = problems
+        self.stages = sorted(set(stages))
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stage(_Model):
+    number: int = Field(ge=1)
+    title: str = Field(min_length=3, description="Short Russian name for subjects and tables")
+    text: str = Field(min_length=3, description="The stage as the plan words it")
+    deadline: dt.date | None = Field(
+        description="Last day (inclusive, plan time zone); null for whole-campaign stages"
+    )
+    deadline_text: str = Field(description="The deadline as the plan words it")
+    responsible_text: str = Field(description="'Ответственные' column of the plan")
+    check: CheckName
+    concerns: list[OrgKind] = Field(min_length=1, description="Kinds of organizations the stage checks")
+    responsible: dict[OrgKind, ResponsibleRole]
+    escalation: dict[OrgKind, EscalationRole]
+    depends_on: list[int] = Field(default_factory=list)
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _roles_cover_concerned_kinds(self) -> Stage:
+        for kind in self.concerns:
+            if kind not in self.responsible:
+                raise ValueError(f"no responsible role for {kind}")
+            if kind not in self.escalation:
+                raise ValueError(f"no escalation role for {kind}")
+        return self
+
+
+class Campaign(_Model):
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Campaign:
+        if self.end < self.start:
+            raise ValueError(f"campaign end {self.end} is before its start {self.start}")
+        return self
+
+
+class Stage1Rule(_Model):
+    """Whole-campaign stage: lag when no ЕСИА event in `lag_days`, overdue after `overdue_days`."""
+
+    lag_days: int = Field(30, ge=1)
+    overdue_days: int = Field(60, ge=1)
+
+
+class Calendar(_Model):
+    """Regional corrections to the Russian production calendar."""
+
+    extra_days_off: list[dt.date] = Field(default_factory=list)
+    extra_working_days: list[dt.date] = Field(default_factory=list)
+
+
+class Plan(_Model):
+    id: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
+    title: str
+    status: Literal["approved", "example"] = "approved"
+    timezone: str = "Europe/Moscow"
+    campaign: Campaign
+    reminder_working_days: int = Field(5, ge=0)
+    stage1: Stage1Rule = Stage1Rule()
+    calendar: Calendar = Calendar()
+    run_at: str = Field("07:00", pattern=r"^\d\d:\d\d$", description="Daily run time, plan time zone")
+    stages: list[Stage] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def slug(self) -> str:
+        """The plan id as it appears in dag_ids (letters, digits, underscores)."""
+        return self.id.replace("-", "_")
+
+    def stage(self, number: int) -> Stage:
+        for stage in self.stages:
+            if stage.number == number:
+                return stage
+        raise KeyError(f"plan {self.id} has no stage {number}")
+
+    def covers(self, day: dt.date) -> bool:
+        return self.campaign.start <= day <= self.campaign.end
+
+    def summary(self) -> str:
+        dated = [s for s in self.stages if s.deadline]
+        last = max((s.deadline for s in dated), default=None)
+        return (
+            f"plan {self.id}: {len(self.stages)} stages, campaign {self.campaign.start}..{self.campaign.end}, "
+            f"{len(dated)} deadlines (last {last}), time zone {self.timezone}, status {self.status}"
+        )
+
+
+def _semantic_problems(plan: Plan) -> tuple[list[str], set[int]]:
+    """Rules that span stages; pydantic checks each stage on its own."""
+    problems: list[str] = []
+    named: set[int] = set()
+    numbers = [s.number for s in plan.stages]
+    dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+    for n in dupes:
+        problems.append(f"stage {n} appears more than once")
+        named.add(n)
+    by_number = {s.number: s for s in plan.stages}
+    for stage in plan.stages:
+        if stage.deadline is None:
+            continue
+        if stage.deadline < plan.campaign.start:
+            problems.append(
+                f"stage {stage.number}: deadline {stage.deadline} is before the campaign start "
+                f"{plan.campaign.start}"
+            )
+            named.add(stage.number)
+        if stage.deadline > plan.campaign.end:
+            problems.append(
+                f"stage {stage.number}: deadline {stage.deadline} is after the campaign end {plan.campaign.end}"
+            )
+            named.add(stage.number)
+        for dep in stage.depends_on:
+            other = by_number.get(dep)
+            if other is None:
+                problems.append(f"stage {stage.number}: depends on stage {dep}, which the plan does not have")
+                named.add(stage.number)
+            elif other.deadline and stage.deadline < other.deadline:
+                problems.append(
+                    f"stage {stage.number}: deadline {stage.deadline} is before the deadline "
+                    f"{other.deadline} of stage {dep}, on which it depends"
+                )
+                named.update({stage.number, dep})
+    return problems, named
+
+
+def _stage_numbers_in_errors(raw: object, exc: ValidationError) -> set[int]:
+    numbers: set[int] = set()
+    stages = raw.get("stages") if isinstance(raw, dict) else None
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        if len(loc) >= 2 and loc[0] == "stages" and isinstance(loc[1], int) and isinstance(stages, list):
+            try:
+                numbers.add(int(stages[loc[1]].get("number", loc[1] + 1)))
+            except (AttributeError, IndexError, TypeError, ValueError):
+                numbers.add(loc[1] + 1)
+    return numbers
+
+
+def _describe(raw: object, exc: ValidationError) -> list[str]:
+    stages = raw.get("stages") if isinstance(raw, dict) else None
+    out = []
+    for err in exc.errors():
+        loc = list(err.get("loc", ()))
+        where = ".".join(str(p) for p in loc)
+        if len(loc) >= 2 and loc[0] == "stages" and isinstance(loc[1], int) and isinstance(stages, list):
+            try:
+                num = stages[loc[1]].get("number", loc[1] + 1)
+            except (AttributeError, IndexError):
+                num = loc[1] + 1
+            rest = ".".join(str(p) for p in loc[2:]) or "(stage)"
+            where = f"stage {num}: {rest}"
+        out.append(f"{where}: {err.get('msg')}")
+    return out
+
+
+def parse_plan(text: str, source: str = "<plan>") -> Plan:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PlanError(source, [f"not valid YAML: {exc}"]) from exc
+    if not isinstance(raw, dict):
+        raise PlanError(source, ["the file must be a YAML mapping with id, campaign and stages"])
+    try:
+        plan = Plan.model_validate(raw)
+    except ValidationError as exc:
+        raise PlanError(source, _describe(raw, exc), _stage_numbers_in_errors(raw, exc)) from exc
+    problems, named = _semantic_problems(plan)
+    if problems:
+        raise PlanError(source, problems, named)
+    return plan
+
+
+def load_plan(path: str | Path) -> Plan:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(str(path), [f"cannot read: {exc}"]) from exc
+    return parse_plan(text, str(path))
+
+
+def plan_files(plans_dir: str | Path | None = None) -> list[Path]:
+    folder = Path(plans_dir) if plans_dir else PLANS_DIR
+    return sorted(p for p in folder.glob("*.y*ml") if p.suffix in {".yaml", ".yml"})
+
+
+def load_plans(plans_dir: str | Path | None = None) -> list[Plan]:
+    """All plans of the folder; raises on the first invalid one (a broken plan must not be half-served)."""
+    plans = [load_plan(p) for p in plan_files(plans_dir)]
+    ids = [p.id for p in plans]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise PlanError(str(plans_dir or PLANS_DIR), [f"plan id {i} is used by more than one file" for i in dupes])
+    return plans

@@ -1,0 +1,268 @@
+"""Row- and column-level rules, run as Great Expectations Core suites.
+
+Each rule is one GX expectation on one dataset plus the Russian sentence an
+official reads when a row breaks it. Failures come back as a frame of
+(dataset, row index, column, message) so that the organization-level rules in
+:mod:`admission.stages` can say which organization a bad row belongs to.
+
+Values that need a computation GX does not have (ИНН/ОГРН check digits,
+normalized enumerations) are derived as columns first, vectorized.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from .reader import Finding
+from .schema import (
+    ACCOUNT_STATUSES,
+    APPROVAL_STATUSES,
+    CHANNELS,
+    DATASETS,
+    OPERATOR_ROLES,
+)
+
+EMAIL = r"[^\s@;,<>()\"']+@[^\s@;,<>()\"']+\.[^\s@;,<>()\"'.]{2,}"
+EMAIL_RE = rf"^{EMAIL}$"
+EMAIL_LIST_RE = rf"^{EMAIL}(?:\s*[;,]\s*{EMAIL})*\s*[;,]?$"
+URL_RE = r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$"
+PHONE_RE = r"^\+?[\d\s()\-]{6,20}$"
+FIRST_CLASS_RE = r"^1(?:\D.*)?$"
+
+# Positions of a chief operator: director, acting director, deputy director,
+# in the spellings people really use. Applied to casefolded text with ё -> е.
+CHIEF_POSITION_RE = re.compile(
+    r"^(?:(?:первый\s+)?(?:заместитель|зам\.?|зам\s)\s*"
+    r"|(?:и\.?\s*о\.?|врио|вр\.?\s*и\.?\s*о\.?|исполняющий\s+обязанности|временно\s+исполняющий\s+обязанности)\s*)?"
+    r"(?:директора?|дир\.?)(?=$|[\s,.;(])"
+)
+
+
+def normalize_text(s: pd.Series) -> pd.Series:
+    """Casefold, ё -> е, collapse spaces: how enumerations and names are compared."""
+    return (
+        s.astype("string")
+        .str.replace("ё", "е")
+        .str.replace("Ё", "Е")
+        .str.casefold()
+        .str.replace(r"\s+", " ", regex=True)
+        .str.strip()
+    )
+
+
+def chief_position_ok(position: pd.Series) -> pd.Series:
+    return normalize_text(position).str.contains(CHIEF_POSITION_RE, na=False).astype(bool)
+
+
+def _digits(s: pd.Series, n: int) -> tuple[pd.Series, np.ndarray]:
+    text = s.astype("string").str.strip()
+    ok = text.str.fullmatch(rf"\d{{{n}}}", na=False).astype(bool)
+    padded = text.where(ok, "0" * n).fillna("0" * n)
+    matrix = np.frombuffer("".join(padded.tolist()).encode("ascii"), dtype=np.uint8).reshape(-1, n) - 48
+    return ok, matrix.astype(np.int64)
+
+
+def inn_checksum_ok(inn: pd.Series) -> pd.Series:
+    """10-digit (legal entity) ИНН check digit; NA where the format is wrong (the regex rule reports that)."""
+    ok, d = _digits(inn, 10)
+    if len(d) == 0:
+        return pd.Series(pd.NA, index=inn.index, dtype="boolean")
+    weights = np.array([2, 4, 10, 3, 5, 9, 4, 6, 8])
+    valid = (d[:, :9] @ weights) % 11 % 10 == d[:, 9]
+    return pd.Series(valid, index=inn.index, dtype="boolean").where(ok.to_numpy())
+
+
+def ogrn_checksum_ok(ogrn: pd.Series) -> pd.Series:
+    """13-digit ОГРН check digit: the first 12 digits mod 11, mod 10."""
+    ok, d = _digits(ogrn, 13)
+    if len(d) == 0:
+        return pd.Series(pd.NA, index=ogrn.index, dtype="boolean")
+    # 12 digits fit in int64; mod 11 folded digit by digit.
+    rem = np.zeros(len(d), dtype=np.int64)
+    for i in range(12):
+        rem = (rem * 10 + d[:, i]) % 11
+    valid = rem % 10 == d[:, 12]
+    return pd.Series(valid, index=ogrn.index, dtype="boolean").where(ok.to_numpy())
+
+
+def prepare(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Normalized copies and derived columns the rules read (vectorized)."""
+    frame = frame.copy()
+    if name in {"approvals", "accounts", "operators", "informing"}:
+        for col in ("status", "role", "channel"):
+            if col in frame:
+                frame[col] = normalize_text(frame[col]).astype("object").where(frame[col].notna())
+    if name == "school_cards":
+        frame["_inn_ok"] = inn_checksum_ok(frame["inn"]).astype("object")
+        frame["_ogrn_ok"] = ogrn_checksum_ok(frame["ogrn"]).astype("object")
+    if name == "organizations":
+        inn = frame["inn"].where(frame["kind"] == "ОО")
+        frame["_inn_ok"] = inn_checksum_ok(inn).astype("object")
+    for col in frame.columns:
+        if frame[col].dtype == "object":
+            frame[col] = frame[col].where(frame[col].notna(), None)
+    return frame
+
+
+@dataclass(frozen=True)
+class Rule:
+    dataset: str
+    column: str  # the contract column the official should fix
+    message: str  # Russian; {value} is replaced by the bad value
+    build: Callable[[], object]  # returns a GX expectation
+
+
+def _rules() -> list[Rule]:
+    import great_expectations.expectations as gxe
+
+    rules: list[Rule] = []
+    for ds in DATASETS.values():
+        for key in ds.required:
+            rules.append(
+                Rule(ds.name, key, f"не заполнено обязательное поле «{ds.column(key).ru}»",
+                     lambda k=key: gxe.ExpectColumnValuesToNotBeNull(column=k))
+            )
+
+    def regex(ds: str, col: str, pattern: str, msg: str) -> None:
+        rules.append(Rule(ds, col, msg, lambda: gxe.ExpectColumnValuesToMatchRegex(column=col, regex=pattern)))
+
+    def in_set(ds: str, col: str, values: tuple, msg: str) -> None:
+        rules.append(Rule(ds, col, msg, lambda: gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(values))))
+
+    regex("organizations", "head_email", EMAIL_LIST_RE, "некорректный e-mail руководителя «{value}»")
+    regex("organizations", "curator_email", EMAIL_LIST_RE, "некорректный e-mail куратора «{value}»")
+    regex("organizations", "website", URL_RE, "адрес сайта «{value}» должен начинаться с http:// или https://")
+    regex("organizations", "inn", r"^\d{10}$", "ИНН «{value}» должен состоять из 10 цифр")
+    rules.append(Rule("organizations", "inn", "ИНН «{value}»: неверное контрольное число",
+                      lambda: gxe.ExpectColumnValuesToBeInSet(column="_inn_ok", value_set=[True])))
+
+    regex("school_cards", "inn", r"^\d{10}$", "ИНН «{value}» должен состоять из 10 цифр")
+    rules.append(Rule("school_cards", "inn", "ИНН «{value}»: неверное контрольное число",
+                      lambda: gxe.ExpectColumnValuesToBeInSet(column="_inn_ok", value_set=[True])))
+    regex("school_cards", "kpp", r"^\d{9}$", "КПП «{value}» должен состоять из 9 цифр")
+    regex("school_cards", "ogrn", r"^\d{13}$", "ОГРН «{value}» должен состоять из 13 цифр")
+    rules.append(Rule("school_cards", "ogrn", "ОГРН «{value}»: неверное контрольное число",
+                      lambda: gxe.ExpectColumnValuesToBeInSet(column="_ogrn_ok", value_set=[True])))
+    regex("school_cards", "email", EMAIL_RE, "некорректный e-mail «{value}»")
+    regex("school_cards", "website", URL_RE, "адрес сайта «{value}» должен начинаться с http:// или https://")
+    regex("school_cards", "phone", PHONE_RE, "некорректный телефон «{value}»")
+
+    regex("first_grade_classes", "class_name", FIRST_CLASS_RE, "«{value}» — не первый класс (ожидается, например, 1А)")
+    rules.append(Rule("first_grade_classes", "capacity", "количество мест «{value}» должно быть больше нуля",
+                      lambda: gxe.ExpectColumnValuesToBeBetween(column="capacity", min_value=1)))
+    rules.append(Rule("first_grade_classes", "vacancies", "вакантных мест «{value}» не может быть меньше нуля",
+                      lambda: gxe.ExpectColumnValuesToBeBetween(column="vacancies", min_value=0)))
+    rules.append(Rule("first_grade_classes", "vacancies", "вакантных мест больше, чем мест в классе",
+                      lambda: gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                          column_A="capacity", column_B="vacancies", or_equal=True,
+                          ignore_row_if="either_value_is_missing")))
+
+    in_set("approvals", "status", APPROVAL_STATUSES, "статус «{value}» не из списка: " + ", ".join(APPROVAL_STATUSES))
+    regex("module_staff", "email", EMAIL_RE, "некорректный e-mail «{value}»")
+    in_set("operators", "role", OPERATOR_ROLES, "роль «{value}» не из списка: " + ", ".join(OPERATOR_ROLES))
+    regex("operators", "email", EMAIL_RE, "некорректный e-mail «{value}»")
+    in_set("accounts", "status", ACCOUNT_STATUSES, "статус «{value}» не из списка: " + ", ".join(ACCOUNT_STATUSES))
+    in_set("informing", "stage", (1, 2, 3), "этап «{value}» — ожидается 1, 2 или 3")
+    in_set("informing", "channel", CHANNELS, "канал «{value}» не из списка: " + ", ".join(CHANNELS))
+    return rules
+
+
+@lru_cache(maxsize=1)
+def _context():
+    """One ephemeral GX context per process (creating one costs more than validating a dataset)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+FAILURE_COLUMNS = ["dataset", "index", "org_id", "file", "row", "column", "message"]
+
+
+@dataclass
+class Validation:
+    """Row failures of every dataset, and the GX results (kept for Data Docs)."""
+
+    failures: pd.DataFrame
+    gx_results: dict[str, object]
+
+    def findings(self) -> list[Finding]:
+        f = self.failures
+        return [
+            Finding(d, fl, m, row=int(r), column=c, org_id=None if pd.isna(o) else o)
+            for d, fl, m, r, c, o in zip(f["dataset"], f["file"], f["message"], f["row"], f["column"], f["org_id"], strict=True)
+        ]
+
+    def bad_index(self, dataset: str) -> pd.Index:
+        return pd.Index(self.failures.loc[self.failures["dataset"] == dataset, "index"].unique())
+
+
+def validate_rows(frames: dict[str, pd.DataFrame]) -> Validation:
+    """Run each dataset's GX suite; map unexpected rows back to file, row and organization."""
+    import great_expectations as gx
+
+    ctx = _context()
+    all_rules = _rules()
+    parts: list[pd.DataFrame] = []
+    results: dict[str, object] = {}
+    for name, frame in frames.items():
+        rules = [r for r in all_rules if r.dataset == name]
+        if frame.empty or not rules:
+            continue
+        data = prepare(name, frame)
+        source_name = f"admission_{name}"
+        try:
+            source = ctx.data_sources.get(source_name)
+        except (KeyError, ValueError):
+            source = ctx.data_sources.add_pandas(source_name)
+        try:
+            asset = source.get_asset(name)
+        except LookupError:
+            asset = source.add_dataframe_asset(name)
+        try:
+            batch_def = asset.get_batch_definition("whole")
+        except KeyError:
+            batch_def = asset.add_batch_definition_whole_dataframe("whole")
+        suite = gx.ExpectationSuite(name=f"admission_{name}")
+        for i, rule in enumerate(rules):
+            expectation = rule.build()
+            expectation.meta = {"rule": i}  # GX does not keep the suite's order in its results
+            suite.add_expectation(expectation)
+        batch = batch_def.get_batch(batch_parameters={"dataframe": data})
+        result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        results[name] = result
+        for res in result.results:
+            rule = rules[res.expectation_config.meta["rule"]]
+            if res.exception_info and res.exception_info.get("raised_exception"):
+                raise RuntimeError(f"GX rule on {name}.{rule.column} failed to run: {res.exception_info}")
+            idx = (res.result or {}).get("unexpected_index_list") or []
+            if not idx:
+                continue
+            idx = pd.Index(idx)
+            values = frame.loc[idx, rule.column].astype("string").fillna("")
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "dataset": name,
+                        "index": idx,
+                        "org_id": frame.loc[idx, "org_id"].to_numpy(),
+                        "file": frame.loc[idx, "_file"].to_numpy(),
+                        "row": frame.loc[idx, "_row"].astype(int).to_numpy(),
+                        "column": DATASETS[name].column(rule.column).ru,
+                        "message": [rule.message.replace("{value}", v) for v in values],
+                    }
+                )
+            )
+    failures = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FAILURE_COLUMNS)
+    failures = failures.drop_duplicates(["dataset", "index", "column"]).reset_index(drop=True)
+    return Validation(failures, results)
