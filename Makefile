@@ -1,0 +1,57 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
+export GX_ANALYTICS_ENABLED ?= false
+export NO_COLOR ?= 1
+
+DEMO_DIR ?= $(CURDIR)/demo-data
+DEMO_DATE ?= 2020-01-15
+export AIRFLOW_VAR_ADMISSION_DATA_DIR ?= $(DEMO_DIR)
+export AIRFLOW_VAR_ADMISSION_OUTPUT_DIR ?= $(CURDIR)/output
+
+.PHONY: install test lint day demo demo-data airflow migrate clean
+
+install: $(BIN)/.installed
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $@
+
+migrate: install
+	@mkdir -p $(AIRFLOW_HOME)
+	@$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/migrate.log; exit 1)
+
+lint: install
+	$(BIN)/ruff check dags plugins include tests
+
+test: install
+	$(BIN)/ruff check dags plugins include tests
+	$(BIN)/python -m pytest -q
+
+demo-data: install
+	$(BIN)/admission demo-data $(DEMO_DIR)
+
+# make day DATE=YYYY-MM-DD: every stage DAG of every plan covering DATE, through Airflow (dag.test).
+day: migrate
+	@test -n "$(DATE)" || (echo "usage: make day DATE=YYYY-MM-DD"; exit 2)
+	$(BIN)/admission day $(DATE)
+
+demo: demo-data
+	$(MAKE) --no-print-directory day DATE=$(DEMO_DATE)
+
+# The Airflow UI with the project's DAGs (admin password is printed by `airflow standalone`).
+airflow: migrate
+	$(BIN)/airflow standalone
+
+clean:
+	rm -rf $(AIRFLOW_HOME) output demo-data .pytest_cache

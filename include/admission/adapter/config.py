@@ -1,0 +1,75 @@
+"""Configuration read inside tasks (never at parse time): Variables and Connections.
+
+Variables: ``admission_data_dir`` (required), ``admission_output_dir``
+(default ``$AIRFLOW_HOME/admission``). Connections: ``admission_db`` (optional
+SQLAlchemy URL of the project's store), ``admission_smtp`` (optional SMTP).
+All can come from the environment (``AIRFLOW_VAR_*``, ``AIRFLOW_CONN_*``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from airflow.sdk import Variable
+from airflow.sdk.bases.hook import BaseHook
+
+from admission.plan import Plan
+
+try:  # Airflow 3.x
+    from airflow.sdk.exceptions import AirflowNotFoundException
+except ImportError:  # pragma: no cover
+    from airflow.exceptions import AirflowNotFoundException
+
+
+class ConfigError(RuntimeError):
+    """Configuration an admin must fix; the message says how."""
+
+
+def data_dir() -> Path:
+    value = Variable.get("admission_data_dir", default=None)
+    if not value:
+        raise ConfigError(
+            "Airflow Variable admission_data_dir is not set: point it (or AIRFLOW_VAR_ADMISSION_DATA_DIR) "
+            "at the region's data folder"
+        )
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"admission_data_dir = {path} is not a folder")
+    return path
+
+
+def output_dir() -> Path:
+    default = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "admission"
+    path = Path(Variable.get("admission_output_dir", default=None) or default).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def get_connection(conn_id: str):
+    """The connection, or None when it is not defined (an optional connection)."""
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def store_url() -> str:
+    conn = get_connection("admission_db")
+    if conn is not None:
+        uri = conn.get_uri()
+        # Airflow spells PostgreSQL "postgres://"; SQLAlchemy wants "postgresql://".
+        return uri.replace("postgres://", "postgresql://", 1) if uri.startswith("postgres://") else uri
+    return f"sqlite:///{output_dir() / 'admission.db'}"
+
+
+def as_of_date(plan: Plan, params: dict, logical_date: dt.datetime | None, run_after: dt.datetime | None) -> dt.date:
+    """The date a run judges: the `as_of` param, else the run's logical date in the plan's time zone."""
+    value = (params or {}).get("as_of")
+    if value:
+        return dt.date.fromisoformat(str(value)[:10])
+    moment = logical_date or run_after
+    if moment is None:
+        return dt.datetime.now(plan.tz).date()
+    return moment.astimezone(plan.tz).date()

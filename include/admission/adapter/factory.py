@@ -1,0 +1,135 @@
+"""One small factory: every plan file becomes one DAG per stage.
+
+Parse-time cost is the YAML load and the DAG objects; no Variable or
+Connection is read and neither pandas nor Great Expectations is imported
+here (the task bodies import them when they run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from airflow.sdk import DAG, Asset, Param, dag, get_current_context, task
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from admission.plan import Plan, Stage, load_plans
+
+DEFAULT_ARGS = {
+    "owner": "admission",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=5),
+    "execution_timeout": dt.timedelta(minutes=30),
+}
+
+ROLE_RU = {
+    "head": "руководитель организации",
+    "chief_operators": "главные операторы ОО (руководитель, если их нет)",
+    "curator": "куратор ОО в МООУСО (руководитель МООУСО, если куратор не указан)",
+    "rcoko_head": "руководитель РЦОКО",
+    "mooyso_head": "руководитель МООУСО",
+    "roiv_head": "руководитель РОИВ (министерство)",
+}
+
+
+def stage_dag_id(plan: Plan, stage: Stage | int) -> str:
+    number = stage if isinstance(stage, int) else stage.number
+    return f"check_{plan.slug}_stage_{number}"
+
+
+def stage_asset(plan: Plan, stage: Stage | int) -> Asset:
+    number = stage if isinstance(stage, int) else stage.number
+    return Asset(name=f"admission_{plan.slug}_stage_{number}_results", uri=f"admission://{plan.id}/stage/{number}",
+                 group="admission")
+
+
+def tags(plan: Plan, stage: Stage | None = None) -> list[str]:
+    out = ["admission", f"campaign:{plan.id}"]
+    return out + [f"stage:{stage.number}"] if stage else out
+
+
+def params() -> dict[str, Param]:
+    return {
+        "as_of": Param(None, type=["null", "string"], format="date",
+                       description="Judge this date instead of the run's logical date (YYYY-MM-DD)"),
+        "dry_run": Param(False, type="boolean", description="Compute and store, but send no mail"),
+    }
+
+
+def schedule(plan: Plan) -> CronTriggerTimetable:
+    hour, minute = plan.run_at.split(":")
+    return CronTriggerTimetable(f"{int(minute)} {int(hour)} * * *", timezone=plan.timezone)
+
+
+def window(plan: Plan) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(plan.campaign.start, dt.time(0, 0), plan.tz)
+    end = dt.datetime.combine(plan.campaign.end, dt.time(23, 59), plan.tz)
+    return start, end
+
+
+def stage_doc(plan: Plan, stage: Stage) -> str:
+    deadline = stage.deadline.isoformat() if stage.deadline else "нет (весь период кампании)"
+    resp = "; ".join(f"{k}: {ROLE_RU[v]}" for k, v in stage.responsible.items())
+    esc = "; ".join(f"{k}: {ROLE_RU[v]}" for k, v in stage.escalation.items())
+    example = "\n\n> **Example plan**: the region must confirm its dates." if plan.status == "example" else ""
+    return (
+        f"### Этап {stage.number}. {stage.title}\n\n{stage.text}\n\n"
+        f"* **Срок:** {stage.deadline_text} (`{deadline}`, {plan.timezone})\n"
+        f"* **Ответственные (по плану):** {stage.responsible_text}\n"
+        f"* **Получают напоминания:** {resp}\n* **Эскалация:** {esc}\n"
+        f"* **Проверка:** `{stage.check}`; организации: {', '.join(stage.concerns)}\n\n"
+        f"Plan `{plan.id}` ({plan.title}). Daily at {plan.run_at} from {plan.campaign.start} to "
+        f"{plan.campaign.end}. Trigger by hand with `as_of` to judge another date, `dry_run` to send nothing."
+        f"{example}"
+    )
+
+
+def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
+    start, end = window(plan)
+
+    @dag(
+        dag_id=stage_dag_id(plan, stage),
+        description=f"{plan.id}: этап {stage.number} — {stage.title}",
+        doc_md=stage_doc(plan, stage),
+        schedule=schedule(plan),
+        start_date=start,
+        end_date=end,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params=params(),
+        tags=tags(plan, stage),
+    )
+    def stage_dag() -> None:
+        @task(task_id="resolve_as_of")
+        def resolve_as_of() -> str:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from admission.adapter.config import as_of_date
+
+            ctx = get_current_context()
+            dag_run = ctx["dag_run"]
+            as_of = as_of_date(plan, ctx["params"], ctx.get("logical_date"), getattr(dag_run, "run_after", None))
+            if not plan.covers(as_of):
+                raise AirflowSkipException(f"{as_of} is outside campaign {plan.id} "
+                                           f"({plan.campaign.start}..{plan.campaign.end})")
+            return as_of.isoformat()
+
+        @task(task_id="check_organizations", outlets=[stage_asset(plan, stage)])
+        def check_organizations(as_of: str) -> dict:
+            from admission.adapter.tasks import check_stage
+
+            return check_stage(plan, stage.number, as_of)
+
+        check_organizations(resolve_as_of())
+
+    return stage_dag()
+
+
+def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
+    dags: dict[str, DAG] = {}
+    for plan in load_plans(plans_dir):
+        for stage in sorted(plan.stages, key=lambda s: s.number):
+            built = build_stage_dag(plan, stage)
+            dags[built.dag_id] = built
+    return dags

@@ -1,0 +1,132 @@
+"""The project's own store (SQLAlchemy): stage results, findings, outbox.
+
+Airflow 3 tasks may not use Airflow's metadata DB, and results must outlive
+XCom anyway (history, reports, the outbox), so the project keeps its own
+tables: a SQLite file under the output folder by default, any SQLAlchemy URL
+(e.g. PostgreSQL) through the Airflow connection ``admission_db``.
+Writes for one (plan, date, stage) replace the previous ones in a single
+transaction, so a re-run or a retry never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from functools import lru_cache
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+from .reader import Finding
+
+metadata = MetaData()
+
+stage_result = Table(
+    "admission_stage_result",
+    metadata,
+    Column("plan_id", String(64), primary_key=True),
+    Column("as_of", Date, primary_key=True),
+    Column("stage", Integer, primary_key=True),
+    Column("org_id", String(64), primary_key=True),
+    Column("kind", String(16)),
+    Column("name", Text),
+    Column("parent_id", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("missing", JSON, nullable=False),
+    Column("deadline", Date),
+    Column("days_overdue", Integer),
+    Column("days_left", Integer),
+    Column("computed_at", DateTime, nullable=False),
+)
+
+finding = Table(
+    "admission_finding",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", String(64), nullable=False, index=True),
+    Column("as_of", Date, nullable=False, index=True),
+    Column("stage", Integer, nullable=False),
+    Column("dataset", String(64), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("row", Integer),
+    Column("column", Text),
+    Column("message", Text, nullable=False),
+    Column("org_id", String(64)),
+)
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    engine = create_engine(url, future=True, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def _none(value: object) -> object:
+    return None if value is None or (not isinstance(value, list) and pd.isna(value)) else value
+
+
+def save_stage(url: str, plan_id: str, stage: int, as_of: dt.date, results: pd.DataFrame,
+               findings: list[Finding]) -> None:
+    """Replace the results and findings of one (plan, date, stage) atomically."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = [
+        {
+            "plan_id": plan_id, "as_of": as_of, "stage": stage, "org_id": r["org_id"], "kind": r["kind"],
+            "name": r["name"], "parent_id": _none(r["parent_id"]), "status": r["status"],
+            "missing": list(r["missing"]), "deadline": _none(r["deadline"]),
+            "days_overdue": None if pd.isna(r["days_overdue"]) else int(r["days_overdue"]),
+            "days_left": None if pd.isna(r["days_left"]) else int(r["days_left"]),
+            "computed_at": now,
+        }
+        for r in results.to_dict("records")
+    ]
+    frows = [
+        {"plan_id": plan_id, "as_of": as_of, "stage": stage, "dataset": f.dataset, "file": f.file, "row": f.row,
+         "column": f.column, "message": f.message, "org_id": f.org_id}
+        for f in findings
+    ]
+    with engine_for(url).begin() as conn:
+        for table in (stage_result, finding):
+            conn.execute(delete(table).where(table.c.plan_id == plan_id, table.c.as_of == as_of,
+                                             table.c.stage == stage))
+        if rows:
+            conn.execute(insert(stage_result), rows)
+        if frows:
+            conn.execute(insert(finding), frows)
+
+
+def load_results(url: str, plan_id: str, as_of: dt.date, stages: list[int] | None = None) -> pd.DataFrame:
+    t = stage_result
+    query = select(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of)
+    if stages:
+        query = query.where(t.c.stage.in_(stages))
+    with engine_for(url).connect() as conn:
+        frame = pd.DataFrame(conn.execute(query.order_by(t.c.stage, t.c.org_id)).mappings().all())
+    if frame.empty:
+        return pd.DataFrame(columns=[c.name for c in t.columns])
+    frame["missing"] = frame["missing"].map(lambda v: json.loads(v) if isinstance(v, str) else v)
+    return frame
+
+
+def load_findings(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:
+    t = finding
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of)).mappings().all()
+    frame = pd.DataFrame(rows, columns=[c.name for c in t.columns])
+    return frame.drop_duplicates(["dataset", "file", "row", "column", "message"]).drop(columns=["id", "stage"])

@@ -1,0 +1,103 @@
+"""Test setup: an isolated AIRFLOW_HOME per session, the demo region, small-file helpers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="admission-test-airflow-"))
+
+# Before anything imports Airflow: an isolated home, our DAGs, no examples, no analytics.
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+for key in [k for k in os.environ if k.startswith(("AIRFLOW_VAR_ADMISSION", "AIRFLOW_CONN_ADMISSION"))]:
+    del os.environ[key]
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB for real Airflow runs."""
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    from admission.demo import generate
+
+    out = tmp_path_factory.mktemp("demo")
+    generate(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_data(demo_dir):
+    from admission.reader import read_data_folder
+
+    return read_data_folder(demo_dir)
+
+
+@pytest.fixture(scope="session")
+def plan():
+    from admission.plan import load_plan
+
+    return load_plan(REPO / "include" / "plans" / "2020-2021.yaml")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]], encoding: str = "utf-8",
+              sep: str = ";") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=sep, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_bytes(buf.getvalue().encode(encoding))
+    return path
+
+
+def write_xlsx(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    from openpyxl import Workbook
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = Workbook()
+    ws = wb.active
+    ws.append(header)
+    for row in rows:
+        ws.append(row)
+    wb.save(path)
+    return path
+
+
+ORG_HEADER = ["Код", "Тип", "Наименование", "Код МООУСО", "Руководитель", "E-mail руководителя", "Официальный сайт",
+              "ИНН", "Куратор МООУСО", "E-mail куратора"]
+
+
+def registry(folder: Path, extra: list[list[object]] | None = None) -> Path:
+    """A small registry: ministry, regional center, one МООУСО with two schools and one preschool."""
+    rows = [
+        ["MIN", "РОИВ", "Министерство", "", "Тестов Т.Т.", "min@test.example", "", "", "", ""],
+        ["RC", "РЦОКО", "РЦОКО", "", "Центров Ц.Ц.", "rc@test.example", "", "", "", ""],
+        ["M1", "МООУСО", "Управление образования", "", "Главнов Г.Г.", "uo@test.example", "https://uo.test.example",
+         "", "", ""],
+        ["S1", "ОО", "Школа № 1", "M1", "Первова П.П.", "s1@test.example", "https://s1.test.example", "1234567894",
+         "Куратова К.К.", "cur@test.example"],
+        ["S2", "ОО", "Школа № 2", "M1", "Второв В.В.", "s2@test.example", "https://s2.test.example", "1234567894",
+         "", ""],
+        ["D1", "ДОУ", "Детский сад № 1", "M1", "Садова С.С.", "d1@test.example", "", "", "", ""],
+        *(extra or []),
+    ]
+    return write_csv(folder / "organizations.csv", ORG_HEADER, rows)
