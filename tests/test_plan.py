@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from admission.plan import PlanError, load_plan, load_plans, parse_plan
 
 REPO = Path(__file__).resolve().parents[1]

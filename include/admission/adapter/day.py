@@ -33,8 +33,10 @@ def _dag_bag():
 
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
     """(plan, dag) pairs to run for the date, in order: plan by plan, stage by stage."""
-    from admission.adapter.factory import build_all  # noqa: F401  (ensures the package imports)
-    from admission.adapter.factory import stage_dag_id
+    from admission.adapter.factory import (
+        build_all,  # noqa: F401  (ensures the package imports)
+        stage_dag_id,
+    )
     from admission.plan import load_plans
 
     bag = _dag_bag()

@@ -1,0 +1,164 @@
+"""DagBag import and policy tests, and real Airflow runs (dag.test) on the demo region."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock  # noqa: F401
+from zoneinfo import ZoneInfo
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXPECTED_DAG_IDS = {f"check_{plan}_stage_{n}" for plan in ("2020_2021", "2027_2028") for n in range(1, 9)}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_dagbag_imports_without_errors_and_yields_exactly_the_expected_dags(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == EXPECTED_DAG_IDS
+
+
+def test_every_dag_follows_the_policy(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        plan_slug, stage = dag_id.removeprefix("check_").rsplit("_stage_", 1)
+        assert set(dag.tags) == {"admission", f"campaign:{plan_slug.replace('_', '-')}", f"stage:{stage}"}, dag_id
+        assert dag.doc_md and f"Этап {stage}." in dag.doc_md, dag_id
+        assert dag.default_args["owner"] == "admission"
+        assert dag.default_args["retries"] >= 1
+        assert dag.default_args["retry_delay"] > dt.timedelta(0)
+        assert dag.default_args["execution_timeout"] <= dt.timedelta(hours=1)
+        assert {"as_of", "dry_run"} <= set(dag.params.keys())
+        assert dag.catchup is False
+        for task in dag.tasks:
+            assert task.retries == dag.default_args["retries"]
+
+
+def test_schedule_is_daily_inside_the_campaign_window(dagbag):
+    dag = dagbag.dags["check_2020_2021_stage_5"]
+    msk = ZoneInfo("Europe/Moscow")
+    assert dag.start_date.astimezone(msk).date() == dt.date(2019, 12, 1)
+    assert dag.end_date.astimezone(msk).date() == dt.date(2020, 9, 5)
+    assert dag.timetable.summary.startswith("0 7 * * *")
+
+
+def test_stage_doc_quotes_the_plan(dagbag):
+    doc = dagbag.dags["check_2020_2021_stage_8"].doc_md
+    assert "До 20.01.2020" in doc and "2020-01-20" in doc and "Сотрудники МООУСО, курирующие ОО" in doc
+
+
+_PARSE_PROBE = r"""
+import json, sys
+from unittest import mock  # noqa: F401
+from zoneinfo import ZoneInfo
+calls = []
+def spy(name):
+    def _f(*a, **k):
+        calls.append(name)
+        raise AssertionError(f"{name} read at parse time")
+    return _f
+import airflow.sdk.execution_time.context as ctx
+from airflow.sdk.bases.hook import BaseHook
+from airflow.sdk import Variable, Connection
+with mock.patch.object(ctx, "_get_variable", spy("variable")), \
+     mock.patch.object(ctx, "_get_connection", spy("connection")), \
+     mock.patch.object(Variable, "get", spy("Variable.get")), \
+     mock.patch.object(Connection, "get", spy("Connection.get")), \
+     mock.patch.object(BaseHook, "get_connection", spy("BaseHook.get_connection")):
+    if sys.argv[1] == "selftest":
+        try:
+            Variable.get("admission_data_dir")
+        except AssertionError:
+            pass
+    else:
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder=sys.argv[1])
+        assert not bag.import_errors, bag.import_errors
+heavy = sorted(m for m in ("pandas", "great_expectations", "openpyxl", "sqlalchemy.orm.session") if m in sys.modules)
+print(json.dumps({"calls": calls, "heavy": heavy}))
+"""
+
+
+def _probe(arg: str) -> dict:
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _PARSE_PROBE, arg], capture_output=True, text=True,
+                         env=os.environ.copy(), timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_parsing_reads_no_variable_or_connection_and_imports_no_pandas_or_gx():
+    result = _probe(str(REPO / "dags"))
+    assert result["calls"] == []
+    assert "pandas" not in result["heavy"] and "great_expectations" not in result["heavy"]
+
+
+def test_the_parse_probe_does_catch_a_variable_read():
+    assert _probe("selftest")["calls"] == ["Variable.get"]
+
+
+@pytest.mark.airflow
+def test_dag_test_run_of_stage_5_on_the_demo_region(airflow_db, demo_dir, tmp_path, monkeypatch, dagbag):
+    from admission.store import load_results
+
+    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(demo_dir))
+    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path))
+    dag = dagbag.dags["check_2020_2021_stage_5"]
+    logical = dt.datetime(2019, 12, 18, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=3)))
+    run = dag.test(logical_date=logical)
+    assert "success" in str(run.state)
+    results = load_results(f"sqlite:///{tmp_path / 'admission.db'}", "2020-2021", dt.date(2019, 12, 18))
+    assert set(results["stage"]) == {5}
+    counts = results["status"].value_counts().to_dict()
+    assert counts == {"complete": 24, "overdue": 12}
+    s103 = results.set_index("org_id").loc["S103"]
+    assert s103["days_overdue"] == 2 and "заместителя директора" in s103["missing"][0]
+    # A second run of the same day replaces, never duplicates.
+    run = dag.test(logical_date=logical, run_conf={"as_of": "2019-12-18"})
+    assert "success" in str(run.state)
+    again = load_results(f"sqlite:///{tmp_path / 'admission.db'}", "2020-2021", dt.date(2019, 12, 18))
+    assert len(again) == len(results) == 36
+
+
+@pytest.mark.airflow
+def test_run_outside_the_campaign_is_skipped(airflow_db, demo_dir, tmp_path, monkeypatch, dagbag):
+    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(demo_dir))
+    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path))
+    dag = dagbag.dags["check_2020_2021_stage_2"]
+    run = dag.test(logical_date=dt.datetime(2020, 3, 1, 4, tzinfo=dt.UTC), run_conf={"as_of": "2021-01-10"})
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert "skipped" in states["resolve_as_of"]
+    from admission.store import load_results
+
+    url = f"sqlite:///{tmp_path / 'admission.db'}"
+    assert load_results(url, "2020-2021", dt.date(2021, 1, 10)).empty
+
+
+@pytest.mark.airflow
+def test_make_day_on_2019_12_18_reports_stages_4_and_5_overdue(airflow_db, demo_dir, tmp_path):
+    env = os.environ.copy() | {
+        "AIRFLOW_VAR_ADMISSION_DATA_DIR": str(demo_dir),
+        "AIRFLOW_VAR_ADMISSION_OUTPUT_DIR": str(tmp_path),
+    }
+    out = subprocess.run([str(Path(sys.executable).parent / "admission"), "day", "2019-12-18"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    table = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0].isdigit() and len(parts) > 5:
+            nums = [int(p) for p in parts[1:] if p.isdigit()]
+            table[int(parts[0])] = dict(zip(("complete", "lagging", "overdue"), nums[:3], strict=True))
+    assert set(table) == set(range(1, 9)), out.stdout
+    assert table[4]["overdue"] > 0 and table[5]["overdue"] > 0
+    assert table[6]["overdue"] == 0 and table[7]["overdue"] == 0  # deadlines not reached yet
