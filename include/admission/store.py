@@ -70,6 +70,30 @@ finding = Table(
 )
 
 
+outbox = Table(
+    "admission_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest_key", String(400), nullable=False, unique=True),
+    Column("plan_id", String(64), nullable=False, index=True),
+    Column("as_of", Date, nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("stages", String(64), nullable=False),
+    Column("orgs", Text, nullable=False),
+    Column("message", Text, nullable=False),  # the full RFC 5322 message, as sent
+    Column("status", String(16), nullable=False),  # pending, dry_run, written, sent, refused, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("path", Text),  # the .eml file when written to disk
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+)
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     engine = create_engine(url, future=True, pool_pre_ping=True)

@@ -33,10 +33,7 @@ def _dag_bag():
 
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
     """(plan, dag) pairs to run for the date, in order: plan by plan, stage by stage."""
-    from admission.adapter.factory import (
-        build_all,  # noqa: F401  (ensures the package imports)
-        stage_dag_id,
-    )
+    from admission.adapter.factory import notify_dag_id, stage_dag_id
     from admission.plan import load_plans
 
     bag = _dag_bag()
@@ -46,12 +43,33 @@ def day_runs(day: dt.date) -> list[tuple[object, object]]:
             continue
         for stage in sorted(plan.stages, key=lambda s: s.number):
             runs.append((plan, bag.get_dag(stage_dag_id(plan, stage))))
+        runs.append((plan, bag.get_dag(notify_dag_id(plan))))
     return runs
+
+
+KIND_RU = {"reminder": "напоминания", "overdue": "уведомления о просрочке", "escalation": "эскалации",
+           "report": "отчеты", "request": "заявки"}
+
+
+def print_mail_summary(day: dt.date, plan, url: str) -> None:
+    from admission.adapter.config import get_connection, output_dir
+    from admission.outbox import outbox_counts
+
+    counts = outbox_counts(url, plan.id, day)
+    if not counts:
+        print("Писем на этот день нет (выходной день или нечего сообщать).")
+        return
+    print("Письма за день:")
+    for kind, by_status in sorted(counts.items()):
+        detail = ", ".join(f"{status} {n}" for status, n in sorted(by_status.items()))
+        print(f"  {KIND_RU.get(kind, kind)} ({kind}): {sum(by_status.values())} — {detail}")
+    if get_connection("admission_smtp") is None:
+        print(f"  файлы .eml: {output_dir() / 'mail' / plan.id / day.isoformat()}")
 
 
 def print_summary(day: dt.date, plans: list) -> None:
     from admission.adapter.config import store_url
-    from admission.store import load_results
+    from admission.store import load_findings, load_results
 
     url = store_url()
     for plan in plans:
@@ -64,6 +82,11 @@ def print_summary(day: dt.date, plans: list) -> None:
             deadline = stage.deadline.isoformat() if stage.deadline else "весь период"
             print(f"{stage.number:>4}  {deadline:10}  {counts.get('complete', 0):>9}  {counts.get('lagging', 0):>7}  "
                   f"{counts.get('overdue', 0):>10}  {stage.title}")
+        problems = load_findings(url, plan.id, day)
+        if len(problems):
+            print(f"Проблемы данных: {len(problems)} (файлы: {', '.join(sorted(set(problems['file']))[:5])}"
+                  + (" ..." if problems["file"].nunique() > 5 else "") + ")")
+        print_mail_summary(day, plan, url)
 
 
 def run_day(date_text: str, dry_run: bool = False) -> int:

@@ -115,15 +115,88 @@ def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
                                            f"({plan.campaign.start}..{plan.campaign.end})")
             return as_of.isoformat()
 
-        @task(task_id="check_organizations", outlets=[stage_asset(plan, stage)])
+        asset = stage_asset(plan, stage)
+
+        @task(task_id="check_organizations", outlets=[asset])
         def check_organizations(as_of: str) -> dict:
             from admission.adapter.tasks import check_stage
 
-            return check_stage(plan, stage.number, as_of)
+            summary = check_stage(plan, stage.number, as_of)
+            # The notify DAG learns from the asset event which day was judged.
+            get_current_context()["outlet_events"][asset].extra = {"as_of": as_of, "plan_id": plan.id}
+            return summary
 
         check_organizations(resolve_as_of())
 
     return stage_dag()
+
+
+def notify_dag_id(plan: Plan) -> str:
+    return f"notify_{plan.slug}"
+
+
+def notify_doc(plan: Plan) -> str:
+    return (
+        f"### Рассылка по кампании {plan.id}\n\n"
+        "Runs when every stage DAG of the plan has stored its results for the day (Assets). Decides who gets "
+        "a reminder (inside the last "
+        f"{plan.reminder_working_days} working days before a deadline), an overdue notice and an escalation; "
+        "renders one digest per recipient per kind; records each in the outbox before sending; sends over the "
+        "`admission_smtp` connection, or writes `.eml` files under `admission_output_dir/mail` when there is none. "
+        "Nothing is mailed on a day off. Re-running a day sends nothing twice. Params: `as_of`, `dry_run`."
+    )
+
+
+def build_notify_dag(plan: Plan) -> DAG:
+    start, end = window(plan)
+
+    @dag(
+        dag_id=notify_dag_id(plan),
+        description=f"{plan.id}: напоминания, уведомления о просрочке, эскалация",
+        doc_md=notify_doc(plan),
+        schedule=[stage_asset(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)],
+        start_date=start,
+        end_date=end,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params=params(),
+        tags=tags(plan),
+    )
+    def notify_dag() -> None:
+        @task(task_id="resolve_as_of")
+        def resolve_as_of() -> str:
+            from admission.adapter.config import as_of_date
+
+            ctx = get_current_context()
+            if not ctx["params"].get("as_of"):
+                days = [
+                    str(ev.extra.get("as_of"))
+                    for events in (ctx.get("triggering_asset_events") or {}).values()
+                    for ev in events
+                    if ev.extra and ev.extra.get("as_of")
+                ]
+                if days:
+                    return max(days)
+            return as_of_date(plan, ctx["params"], ctx.get("logical_date"),
+                              getattr(ctx["dag_run"], "run_after", None)).isoformat()
+
+        @task(task_id="compose_digests")
+        def compose_digests(as_of: str) -> dict:
+            from admission.adapter.tasks import compose_digests as run
+
+            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
+
+        @task(task_id="send_digests")
+        def send_digests(as_of: str, composed: dict) -> dict:
+            from admission.adapter.tasks import send_digests as run
+
+            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
+
+        as_of = resolve_as_of()
+        send_digests(as_of, compose_digests(as_of))
+
+    return notify_dag()
 
 
 def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
@@ -132,4 +205,6 @@ def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
         for stage in sorted(plan.stages, key=lambda s: s.number):
             built = build_stage_dag(plan, stage)
             dags[built.dag_id] = built
+        notify = build_notify_dag(plan)
+        dags[notify.dag_id] = notify
     return dags

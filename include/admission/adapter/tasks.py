@@ -32,3 +32,60 @@ def check_stage(plan: Plan, stage_no: int, as_of_iso: str) -> dict:
         log.warning("... and %d more data problems (see the store)", len(outcome.findings) - 50)
     return {"plan_id": plan.id, "stage": stage.number, "as_of": as_of_iso, **counts,
             "findings": len(outcome.findings)}
+
+
+def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
+    """Decide who gets what today, render every digest and record it in the outbox."""
+    from admission.mail import render
+    from admission.notify import plan_digests
+    from admission.outbox import enqueue, smtp_settings
+    from admission.reader import read_data_folder
+    from admission.store import load_results
+    from admission.workdays import WorkCalendar
+
+    as_of = dt.date.fromisoformat(as_of_iso)
+    if not WorkCalendar.for_plan(plan).is_working_day(as_of):
+        log.info("%s is a day off: no mail", as_of)
+        return {"as_of": as_of_iso, "day_off": True, "digests": 0}
+    url = config.store_url()
+    results = load_results(url, plan.id, as_of)
+    if results.empty:
+        log.warning("no stage results stored for plan %s on %s: run the stage DAGs first", plan.id, as_of)
+        return {"as_of": as_of_iso, "digests": 0}
+    data = read_data_folder(config.data_dir(), ["operators"])
+    digests = plan_digests(plan, as_of, results, data)
+    conn = config.get_connection("admission_smtp")
+    sender = smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson) if conn else \
+        smtp_settings(None, None, None, None, {})
+    messages = [(d.key, d.kind, render(d, plan, sender.from_email, sender.from_name)) for d in digests]
+    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
+    by_kind: dict[str, int] = {}
+    for d in digests:
+        by_kind[d.kind] = by_kind.get(d.kind, 0) + 1
+    log.info("plan %s on %s: %d digests %s (%s)", plan.id, as_of, len(digests), by_kind, counts)
+    return {"as_of": as_of_iso, "digests": len(digests), **by_kind, **counts}
+
+
+def send_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
+    """Deliver what the outbox holds for the day: SMTP when configured, else .eml files."""
+    from admission.outbox import EmlTransport, SmtpTransport, TransientError, deliver, smtp_settings
+
+    as_of = dt.date.fromisoformat(as_of_iso)
+    if dry_run:
+        log.info("dry run: nothing is sent")
+        return {"as_of": as_of_iso, "dry_run": True}
+    conn = config.get_connection("admission_smtp")
+    if conn is None:
+        transport = EmlTransport(config.output_dir() / "mail")
+        where = str(transport.folder)
+    else:
+        transport = SmtpTransport(smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson))
+        where = f"smtp {conn.host}:{conn.port}"
+    try:
+        counts = deliver(config.store_url(), plan.id, as_of, transport)
+    except TransientError as exc:
+        raise RuntimeError(f"delivery interrupted, the rest stays in the outbox for the retry: {exc}") from exc
+    log.info("plan %s on %s via %s: %s", plan.id, as_of, where, counts)
+    if counts["failed"]:
+        raise RuntimeError(f"{counts['failed']} messages failed transiently; the task retry will send them")
+    return {"as_of": as_of_iso, "via": where, **counts}

@@ -1,0 +1,128 @@
+"""Render a digest as a real e-mail: Russian text, HTML with a text/plain twin, contract headers.
+
+The MIME message is built here with the standard library (not by yagmail,
+whose message builder drops the address from ``To:``, reuses Message-IDs
+and copies HTML into the plain part); yagmail only carries the connection.
+Org names and people's names come from files people fill in, so the HTML
+template autoescapes and header values lose any line breaks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from .notify import Digest
+from .plan import Plan
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+# Lines up to 120 characters (RFC 5322 allows 998): a Russian display name stays one encoded-word,
+# which some parsers (Python's own among them) otherwise split with a stray space.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=120)
+_CRLF = re.compile(r"[\r\n\t\x00-\x1f\x7f]+")
+
+SUBJECTS = {
+    "reminder": "Напоминание о сроке: {stages}",
+    "overdue": "Срок пропущен: {stages}",
+    "escalation": "Просрочки подведомственных организаций: {stages}",
+}
+INTROS = {
+    "reminder": "Приближается срок выполнения мероприятий плана подготовки к приему в первый класс в электронной "
+                "форме. По данным на {date} не выполнено следующее:",
+    "overdue": "Срок выполнения мероприятий плана подготовки к приему в первый класс в электронной форме истек. "
+               "По данным на {date} не выполнено следующее:",
+    "escalation": "Подведомственные организации не выполнили в срок мероприятия плана подготовки к приему "
+                  "в первый класс в электронной форме. Состояние на {date}:",
+}
+NEXT_STEPS = {
+    "reminder": "Пожалуйста, выполните мероприятия до срока. Если срок будет пропущен, сведения о просрочке "
+                "получит вышестоящий орган.",
+    "overdue": "Пожалуйста, устраните недостатки как можно скорее. Сведения о просрочке направлены "
+               "в вышестоящий орган; напоминания будут приходить ежедневно до выполнения.",
+    "escalation": "Просим взять выполнение на контроль. Ответственные организации получают ежедневные уведомления.",
+}
+
+
+def clean_header(value: str) -> str:
+    """One line, no control characters: a name from a spreadsheet cannot add headers."""
+    return _CRLF.sub(" ", value).strip()
+
+
+def ru_date(day: dt.date | None) -> str:
+    return day.strftime("%d.%m.%Y") if day else "—"
+
+
+def stage_list(stages: list[int]) -> str:
+    return ("этап " if len(stages) == 1 else "этапы ") + ", ".join(map(str, stages))
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["ru_date"] = ru_date
+    return env
+
+
+def message_id(digest_key: str, domain: str) -> str:
+    return f"<{hashlib.sha256(digest_key.encode()).hexdigest()[:40]}@{domain}>"
+
+
+def subject_for(digest: Digest, plan: Plan) -> str:
+    return clean_header(f"{SUBJECTS[digest.kind].format(stages=stage_list(digest.stages))} — "
+                        f"прием в 1-й класс, кампания {plan.id}, на {ru_date(digest.as_of)}")
+
+
+def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
+           now: dt.datetime | None = None) -> EmailMessage:
+    """The complete message for one digest; the same digest always gets the same Message-ID."""
+    stages = []
+    for number in digest.stages:
+        stage = plan.stage(number)
+        stages.append({
+            "number": number, "title": stage.title, "text": stage.text, "deadline": stage.deadline,
+            "deadline_text": stage.deadline_text, "items": [i for i in digest.items if i.stage == number],
+        })
+    subject = subject_for(digest, plan)
+    context = {
+        "subject": subject, "recipient": digest.recipient, "kind": digest.kind, "stages": stages,
+        "intro": INTROS[digest.kind].format(date=ru_date(digest.as_of)), "next_step": NEXT_STEPS[digest.kind],
+        "plan_id": plan.id, "as_of": digest.as_of,
+    }
+    text = _env().get_template("digest.txt.j2").render(context)
+    html = _env().get_template("digest.html.j2").render(context)
+
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = Address(display_name=clean_header(from_name), addr_spec=from_email)
+    msg["To"] = Address(display_name=clean_header(digest.recipient.name), addr_spec=digest.recipient.email)
+    msg["Date"] = format_datetime(now or dt.datetime.now(dt.UTC))
+    msg["Message-ID"] = message_id(digest.key, from_email.rsplit("@", 1)[-1] or "admission.local")
+    msg["X-Admission-Campaign"] = clean_header(plan.id)
+    msg["X-Admission-Kind"] = digest.kind
+    msg["X-Admission-Stages"] = ",".join(map(str, digest.stages))
+    msg["X-Admission-Orgs"] = clean_header(",".join(digest.org_ids))
+    msg["X-Admission-Date"] = digest.as_of.isoformat()
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    return msg
+
+
+def to_wire(msg: EmailMessage) -> str:
+    """The message exactly as it is stored, written to .eml and sent."""
+    return msg.as_string(policy=WIRE_POLICY)

@@ -1,0 +1,215 @@
+"""Who gets what on a date: reminders, overdue notices, escalations (contract sections 3–4).
+
+From the stored stage results of one plan and date, decide for every
+organization that is not complete which kinds of mail it causes and to whom,
+then fold everything into digests: one per recipient address per kind per
+day. Recipients come from the registry (heads, curators) and the operator
+lists (chief operators of stage 7), with the contract's fallbacks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+from email_validator import EmailNotValidError, validate_email
+
+from .plan import Plan
+from .reader import DataFolder
+from .rules import normalize_text
+from .workdays import WorkCalendar
+
+KINDS = ("reminder", "overdue", "escalation")
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    name: str
+
+
+@dataclass
+class Item:
+    """One organization's lag on one stage, as a digest lists it."""
+
+    stage: int
+    org_id: str
+    org_name: str
+    kind_of_org: str
+    status: str
+    deadline: dt.date | None
+    days_overdue: int | None
+    days_left: int | None
+    missing: list[str]
+    contact: str  # whom the reader can turn to (or, in an escalation, whom to press)
+    parent_name: str = ""
+
+
+@dataclass
+class Digest:
+    plan_id: str
+    as_of: dt.date
+    kind: str
+    recipient: Person
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """Identity of the digest: the same person, kind, plan and day is the same message."""
+        return f"{self.plan_id}|{self.as_of.isoformat()}|{self.kind}|{self.recipient.email.lower()}"
+
+    @property
+    def stages(self) -> list[int]:
+        return sorted({i.stage for i in self.items})
+
+    @property
+    def org_ids(self) -> list[str]:
+        return sorted({i.org_id for i in self.items})
+
+
+def split_emails(cell: object) -> list[str]:
+    if cell is None or (isinstance(cell, float) and pd.isna(cell)) or cell is pd.NA:
+        return []
+    return [p.strip() for p in str(cell).replace(",", ";").split(";") if p.strip()]
+
+
+def _valid(address: str) -> str | None:
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
+
+
+class Directory:
+    """Addresses of every role, resolved from the registry and the operator lists."""
+
+    def __init__(self, data: DataFolder):
+        orgs = data.frames["organizations"]
+        self.orgs = orgs.set_index("org_id")
+        self.invalid: list[tuple[str, str]] = []  # (org_id, which field) with an unusable address
+
+        def people(org_id: str, email_col: str, name_col: str) -> list[Person]:
+            if org_id not in self.orgs.index:
+                return []
+            row = self.orgs.loc[org_id]
+            out = []
+            for raw in split_emails(row.get(email_col)):
+                addr = _valid(raw)
+                if addr:
+                    out.append(Person(addr, str(row.get(name_col) or "")))
+                else:
+                    self.invalid.append((org_id, email_col))
+            return out
+
+        self._people = people
+        self.rcoko = [p for oid in orgs.loc[orgs["kind"] == "РЦОКО", "org_id"] for p in people(oid, "head_email", "head_name")]
+        self.roiv = [p for oid in orgs.loc[orgs["kind"] == "РОИВ", "org_id"] for p in people(oid, "head_email", "head_name")]
+        ops = data.frames.get("operators")
+        self.chiefs: dict[str, list[Person]] = {}
+        if ops is not None and not ops.empty:
+            chief = ops[(normalize_text(ops["role"]) == "главный оператор") & ops["email"].notna()]
+            for org_id, email, name in zip(chief["org_id"], chief["email"], chief["full_name"], strict=True):
+                addr = _valid(str(email))
+                if addr:
+                    self.chiefs.setdefault(org_id, []).append(Person(addr, str(name or "")))
+
+    def name(self, org_id: str) -> str:
+        return str(self.orgs.loc[org_id, "name"]) if org_id in self.orgs.index else org_id
+
+    def parent(self, org_id: str) -> str | None:
+        if org_id not in self.orgs.index:
+            return None
+        parent = self.orgs.loc[org_id, "parent_id"]
+        return None if pd.isna(parent) or parent not in self.orgs.index else str(parent)
+
+    def heads(self, org_id: str) -> list[Person]:
+        return self._people(org_id, "head_email", "head_name")
+
+    def resolve(self, role: str, org_id: str) -> list[Person]:
+        """The people a role means for an organization, with the contract's fallbacks."""
+        if role == "head":
+            return self.heads(org_id)
+        if role == "chief_operators":
+            return self.chiefs.get(org_id) or self.heads(org_id)
+        if role == "curator":
+            return self._people(org_id, "curator_email", "curator_name") or self.resolve("mooyso_head", org_id)
+        if role == "rcoko_head":
+            return self.rcoko
+        if role == "mooyso_head":
+            parent = self.parent(org_id)
+            return self.heads(parent) if parent else self.roiv
+        if role == "roiv_head":
+            return self.roiv
+        raise ValueError(f"unknown role {role}")
+
+    def contact(self, role: str, org_id: str) -> str:
+        people = self.resolve(role, org_id)
+        if not people:
+            return "—"
+        if role == "mooyso_head" and self.parent(org_id):
+            where = self.name(self.parent(org_id))
+        elif role == "roiv_head":
+            where = "министерство образования (РОИВ)"
+        elif role == "head":
+            where = self.name(org_id)
+        else:
+            where = ""
+        who = ", ".join(f"{p.name} <{p.email}>" if p.name else p.email for p in people)
+        return f"{where}: {who}" if where else who
+
+
+def kinds_for(plan: Plan, calendar: WorkCalendar, stage_no: int, status: str, as_of: dt.date) -> list[str]:
+    """Which kinds of mail an incomplete organization causes on this date."""
+    stage = plan.stage(stage_no)
+    if status == "complete":
+        return []
+    if stage.deadline is None:  # stage 1: lagging -> reminder, overdue -> notice and escalation
+        return ["reminder"] if status == "lagging" else ["overdue", "escalation"]
+    if as_of > stage.deadline:
+        return ["overdue", "escalation"]
+    if calendar.in_reminder_window(as_of, stage.deadline, plan.reminder_working_days):
+        return ["reminder"]
+    return []
+
+
+def plan_digests(plan: Plan, as_of: dt.date, results: pd.DataFrame, data: DataFolder) -> list[Digest]:
+    """Fold the day's stage results into digests; nothing on a day off."""
+    calendar = WorkCalendar.for_plan(plan)
+    if not calendar.is_working_day(as_of) or results.empty:
+        return []
+    directory = Directory(data)
+    lagging = results[results["status"] != "complete"]
+    digests: dict[tuple[str, str], Digest] = {}
+    for row in lagging.itertuples(index=False):  # one row per lagging organization and stage, not per data row
+        stage = plan.stage(int(row.stage))
+        kind_of_org = row.kind
+        kinds = kinds_for(plan, calendar, stage.number, row.status, as_of)
+        if not kinds:
+            continue
+        responsible = stage.responsible.get(kind_of_org)
+        escalation = stage.escalation.get(kind_of_org)
+        missing = list(row.missing) if isinstance(row.missing, list | tuple) else []
+        for kind in kinds:
+            if kind == "escalation":
+                to = directory.resolve(escalation, row.org_id)
+                contact = directory.contact(responsible, row.org_id)
+            else:
+                to = directory.resolve(responsible, row.org_id)
+                contact = directory.contact(escalation, row.org_id)
+            parent = directory.parent(row.org_id)
+            item = Item(
+                stage=stage.number, org_id=row.org_id, org_name=directory.name(row.org_id), kind_of_org=kind_of_org,
+                status=row.status, deadline=stage.deadline,
+                days_overdue=None if pd.isna(row.days_overdue) else int(row.days_overdue),
+                days_left=None if pd.isna(row.days_left) else int(row.days_left),
+                missing=missing, contact=contact, parent_name=directory.name(parent) if parent else "",
+            )
+            for person in to:
+                key = (kind, person.email.lower())
+                digest = digests.setdefault(key, Digest(plan.id, as_of, kind, person))
+                digest.items.append(item)
+    out = list(digests.values())
+    for d in out:
+        d.items.sort(key=lambda i: (i.stage, i.parent_name, i.org_name))
+    return sorted(out, key=lambda d: (KINDS.index(d.kind), d.recipient.email))

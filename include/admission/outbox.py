@@ -1,0 +1,244 @@
+"""The outbox: every message is recorded before it is sent and its outcome after.
+
+States: ``pending`` (rendered, not yet delivered), ``dry_run`` (rendered by a
+dry run), ``written`` (delivered as an .eml file, no SMTP configured),
+``sent`` (the SMTP server accepted it), ``refused`` (the server refused the
+recipient permanently, 5xx), ``failed`` (a transient failure; retried).
+A digest key (plan, date, kind, recipient) is unique: re-running a day finds
+the key and sends nothing new. Each outcome is committed right after the
+SMTP reply, so a crash mid-batch loses nothing and a retry resends nothing
+that was accepted. (If the connection drops after the server took the
+message but before it replied, the message is retried: SMTP cannot tell;
+the stable Message-ID lets mail systems drop the copy.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import smtplib
+import socket
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from .mail import to_wire
+from .store import engine_for, outbox
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, str, EmailMessage]],
+            dry_run: bool = False) -> dict[str, int]:
+    """Record rendered messages (digest_key, kind, message); an existing key is kept as it is."""
+    engine = engine_for(url)
+    added = kept = 0
+    for key, kind, msg in messages:
+        row = {
+            "digest_key": key, "plan_id": plan_id, "as_of": as_of, "kind": kind,
+            "recipient": msg["To"].addresses[0].addr_spec, "message_id": str(msg["Message-ID"]),
+            "subject": str(msg["Subject"]), "stages": str(msg["X-Admission-Stages"]),
+            "orgs": str(msg["X-Admission-Orgs"]), "message": to_wire(msg),
+            "status": "dry_run" if dry_run else "pending", "attempts": 0, "created_at": _now(),
+            "updated_at": _now(),
+        }
+        try:
+            with engine.begin() as conn:
+                conn.execute(outbox.insert().values(**row))
+            added += 1
+        except IntegrityError:
+            kept += 1
+            if not dry_run:  # a real run takes over what a dry run only rendered
+                with engine.begin() as conn:
+                    conn.execute(update(outbox).where(outbox.c.digest_key == key, outbox.c.status == "dry_run")
+                                 .values(status="pending", updated_at=_now()))
+    return {"added": added, "kept": kept}
+
+
+@dataclass
+class SmtpSettings:
+    host: str
+    port: int
+    login: str | None
+    password: str | None
+    ssl: bool
+    starttls: bool
+    from_email: str
+    from_name: str
+    timeout: float = 30.0
+
+
+def _flag(value: object, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on", "да"}
+
+
+def smtp_settings(host: str | None, port: int | str | None, login: str | None, password: str | None,
+                  extra: dict | None) -> SmtpSettings:
+    """Settings from an Airflow connection's fields; extras may arrive as strings ("false")."""
+    extra = extra or {}
+    port = int(port) if port else (465 if _flag(extra.get("ssl"), False) else 25)
+    ssl = _flag(extra.get("ssl"), port == 465)
+    from_email = str(extra.get("from_email") or (login if login and "@" in login else "") or "admission@localhost")
+    return SmtpSettings(
+        host=host or "localhost", port=port, login=login or None, password=password or None, ssl=ssl,
+        starttls=_flag(extra.get("starttls"), False) and not ssl, from_email=from_email,
+        from_name=str(extra.get("from_name") or "Мониторинг приема в 1-й класс"),
+        timeout=float(extra.get("timeout") or 30),
+    )
+
+
+class TransientError(RuntimeError):
+    """The batch stopped on a fault that a later retry may clear (nothing was lost)."""
+
+
+class EmlTransport:
+    """No SMTP connection: each message becomes an .eml file an admin can open."""
+
+    statuses_to_deliver = ("pending", "failed", "dry_run")
+    done_status = "written"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __enter__(self) -> EmlTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def deliver(self, row: dict) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in row["recipient"])
+        path = self.folder / row["plan_id"] / row["as_of"].isoformat() / row["kind"] / f"{safe}.eml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(row["message"].encode("utf-8"))
+        tmp.replace(path)
+        return str(path)
+
+
+class SmtpTransport:
+    """yagmail over smtplib: one connection for the whole batch, never a password prompt."""
+
+    statuses_to_deliver = ("pending", "failed", "dry_run", "written")
+    done_status = "sent"
+
+    def __init__(self, settings: SmtpSettings):
+        self.settings = settings
+        self.client = None
+
+    def _connect(self) -> None:
+        import yagmail
+
+        s = self.settings
+        skip_login = not (s.login and s.password)  # no password: no login, and no keyring lookup or prompt
+        self.client = yagmail.SMTP(
+            user=s.login or s.from_email, password=s.password, host=s.host, port=s.port, smtp_ssl=s.ssl,
+            smtp_starttls=s.starttls, smtp_skip_login=skip_login, soft_email_validation=False, timeout=s.timeout,
+        )
+        self.client.login()
+
+    def __enter__(self) -> SmtpTransport:
+        try:
+            self._connect()
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"cannot connect to SMTP {self.settings.host}:{self.settings.port}: {exc}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.client is not None and self.client.smtp is not None:
+                self.client.smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+
+    def deliver(self, row: dict) -> str:
+        # The stored bytes go out as they are: what the outbox recorded is what the recipient gets.
+        refused = self.client.smtp.sendmail(self.settings.from_email, [row["recipient"]],
+                                            row["message"].encode("utf-8"))
+        if refused:  # only possible with several recipients; we send one per message
+            code, text = next(iter(refused.values()))
+            raise smtplib.SMTPRecipientsRefused({row["recipient"]: (code, text)})
+        return ""
+
+    def reconnect(self) -> None:
+        self.__exit__()
+        self._connect()
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    """('refused' | 'failed' | 'connection', text) for an SMTP error."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(exc.recipients.values()))
+        return ("refused" if 500 <= int(code) < 600 else "failed"), f"{code} {text!r}"
+    if isinstance(exc, smtplib.SMTPResponseException) and not isinstance(exc, smtplib.SMTPSenderRefused):
+        return ("refused" if 500 <= exc.smtp_code < 600 else "failed"), f"{exc.smtp_code} {exc.smtp_error!r}"
+    if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionError | socket.timeout | TimeoutError | OSError):
+        return "connection", f"{type(exc).__name__}: {exc}"
+    return "failed", f"{type(exc).__name__}: {exc}"
+
+
+def deliver(url: str, plan_id: str, as_of: dt.date, transport, max_reconnects: int = 2) -> dict[str, int]:
+    """Send every message of the day that still needs it; commit each outcome at once."""
+    engine = engine_for(url)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(
+            select(outbox).where(outbox.c.plan_id == plan_id, outbox.c.as_of == as_of,
+                                 outbox.c.status.in_(transport.statuses_to_deliver)).order_by(outbox.c.id)
+        ).mappings()]
+    counts = {"delivered": 0, "refused": 0, "failed": 0, "to_deliver": len(rows)}
+    if not rows:
+        return counts
+    reconnects = 0
+    with transport:
+        for row in rows:
+            while True:
+                try:
+                    path = transport.deliver(row)
+                except Exception as exc:  # classified below; nothing escapes unrecorded
+                    outcome, text = _classify(exc)
+                    status = "refused" if outcome == "refused" else "failed"
+                    with engine.begin() as conn:
+                        conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+                            status=status, attempts=outbox.c.attempts + 1, last_error=text, updated_at=_now()))
+                    if outcome == "connection":
+                        if reconnects < max_reconnects and hasattr(transport, "reconnect"):
+                            reconnects += 1
+                            try:
+                                transport.reconnect()
+                                continue  # retry this message on the new connection
+                            except (OSError, smtplib.SMTPException) as again:
+                                raise TransientError(f"SMTP connection lost and not regained: {again}") from again
+                        raise TransientError(f"SMTP connection lost: {text}") from exc
+                    counts[status] += 1
+                    log.warning("message %s: %s (%s)", row["id"], status, text.split(" ", 1)[0])
+                else:
+                    with engine.begin() as conn:
+                        conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+                            status=transport.done_status, attempts=outbox.c.attempts + 1, last_error=None,
+                            path=path or row.get("path"), sent_at=_now(), updated_at=_now()))
+                    counts["delivered"] += 1
+                break
+    return counts
+
+
+def outbox_counts(url: str, plan_id: str, as_of: dt.date) -> dict[str, dict[str, int]]:
+    """kind -> status -> count, for summaries."""
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(outbox.c.kind, outbox.c.status).where(
+            outbox.c.plan_id == plan_id, outbox.c.as_of == as_of)).all()
+    out: dict[str, dict[str, int]] = {}
+    for kind, status in rows:
+        out.setdefault(kind, {}).setdefault(status, 0)
+        out[kind][status] += 1
+    return out
