@@ -101,3 +101,63 @@ def registry(folder: Path, extra: list[list[object]] | None = None) -> Path:
         *(extra or []),
     ]
     return write_csv(folder / "organizations.csv", ORG_HEADER, rows)
+
+
+class SmtpSink:
+    """A real SMTP server on loopback (aiosmtpd) that records what reaches it and can misbehave."""
+
+    def __init__(self):
+        import socket
+
+        from aiosmtpd.controller import Controller
+
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.refuse: set[str] = set()  # recipients answered with 550
+        self.defer: set[str] = set()  # recipients answered with 451
+        self.drop_on_rcpt: set[str] = set()  # close the connection when these are named (once each)
+        self.connections = 0
+        sink = self
+
+        class Handler:
+            async def handle_EHLO(self, server, session, envelope, hostname, responses):
+                sink.connections += 1
+                session.host_name = hostname
+                return responses
+
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                if address in sink.drop_on_rcpt:
+                    sink.drop_on_rcpt.discard(address)
+                    server.transport.close()
+                    return "421 closing"
+                if address in sink.refuse:
+                    return "550 5.1.1 mailbox unavailable"
+                if address in sink.defer:
+                    return "451 4.3.0 try again later"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                sink.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
+                                      or envelope.content))
+                return "250 Message accepted"
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, decode_data=False)
+        self.controller.start()
+
+    def messages(self):
+        from email import message_from_bytes, policy
+
+        return [message_from_bytes(raw, policy=policy.default) for _, _, raw in self.received]
+
+    def stop(self):
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp_sink():
+    sink = SmtpSink()
+    yield sink
+    sink.stop()

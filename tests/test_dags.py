@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-EXPECTED_DAG_IDS = {f"check_{plan}_stage_{n}" for plan in ("2020_2021", "2027_2028") for n in range(1, 9)}
+PLANS = ("2020_2021", "2027_2028")
+EXPECTED_DAG_IDS = {f"check_{plan}_stage_{n}" for plan in PLANS for n in range(1, 9)} | {f"notify_{p}" for p in PLANS}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +31,14 @@ def test_dagbag_imports_without_errors_and_yields_exactly_the_expected_dags(dagb
 
 def test_every_dag_follows_the_policy(dagbag):
     for dag_id, dag in dagbag.dags.items():
-        plan_slug, stage = dag_id.removeprefix("check_").rsplit("_stage_", 1)
-        assert set(dag.tags) == {"admission", f"campaign:{plan_slug.replace('_', '-')}", f"stage:{stage}"}, dag_id
-        assert dag.doc_md and f"Этап {stage}." in dag.doc_md, dag_id
+        if dag_id.startswith("notify_"):
+            plan_id = dag_id.removeprefix("notify_").replace("_", "-")
+            assert set(dag.tags) == {"admission", f"campaign:{plan_id}"}, dag_id
+            assert dag.doc_md and "admission_smtp" in dag.doc_md
+        else:
+            plan_slug, stage = dag_id.removeprefix("check_").rsplit("_stage_", 1)
+            assert set(dag.tags) == {"admission", f"campaign:{plan_slug.replace('_', '-')}", f"stage:{stage}"}, dag_id
+            assert dag.doc_md and f"Этап {stage}." in dag.doc_md, dag_id
         assert dag.default_args["owner"] == "admission"
         assert dag.default_args["retries"] >= 1
         assert dag.default_args["retry_delay"] > dt.timedelta(0)
@@ -145,13 +151,17 @@ def test_run_outside_the_campaign_is_skipped(airflow_db, demo_dir, tmp_path, mon
 
 
 @pytest.mark.airflow
-def test_make_day_on_2019_12_18_reports_stages_4_and_5_overdue(airflow_db, demo_dir, tmp_path):
+def test_make_day_on_2019_12_18_reports_overdue_stages_and_mails_once(airflow_db, demo_dir, tmp_path, smtp_sink):
+    import json
+
     env = os.environ.copy() | {
         "AIRFLOW_VAR_ADMISSION_DATA_DIR": str(demo_dir),
         "AIRFLOW_VAR_ADMISSION_OUTPUT_DIR": str(tmp_path),
+        "AIRFLOW_CONN_ADMISSION_SMTP": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_sink.port,
+                                                   "extra": {"ssl": "false", "from_email": "monitor@region.example"}}),
     }
-    out = subprocess.run([str(Path(sys.executable).parent / "admission"), "day", "2019-12-18"],
-                         capture_output=True, text=True, env=env, timeout=600)
+    cmd = [str(Path(sys.executable).parent / "admission"), "day", "2019-12-18"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     table = {}
     for line in out.stdout.splitlines():
@@ -162,3 +172,52 @@ def test_make_day_on_2019_12_18_reports_stages_4_and_5_overdue(airflow_db, demo_
     assert set(table) == set(range(1, 9)), out.stdout
     assert table[4]["overdue"] > 0 and table[5]["overdue"] > 0
     assert table[6]["overdue"] == 0 and table[7]["overdue"] == 0  # deadlines not reached yet
+    delivered = len(smtp_sink.received)
+    assert delivered > 0 and "escalation" in out.stdout
+    assert {m["X-Admission-Kind"] for m in smtp_sink.messages()} == {"overdue", "escalation", "reminder"}
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(smtp_sink.received) == delivered  # the same day again delivers nothing
+
+
+def test_notify_dag_waits_for_every_stage_of_its_plan(dagbag):
+    dag = dagbag.dags["notify_2020_2021"]
+    condition = dag.timetable.asset_condition
+    assert type(condition).__name__ == "AssetAll"  # all eight, not any one of them
+    names = {a.name for a in condition.objects}
+    assert names == {f"admission_2020_2021_stage_{n}_results" for n in range(1, 9)}
+    assert [t.task_id for t in dag.tasks] == ["resolve_as_of", "compose_digests", "send_digests"]
+
+
+@pytest.mark.airflow
+def test_notify_dag_delivers_to_smtp_once_across_reruns(airflow_db, demo_data, demo_dir, tmp_path, monkeypatch,
+                                                        dagbag, plan, smtp_sink):
+    import json
+
+    from admission.stages import evaluate_stage
+    from admission.store import save_stage
+
+    day = dt.date(2019, 12, 17)
+    url = f"sqlite:///{tmp_path / 'admission.db'}"
+    for stage in plan.stages:
+        out = evaluate_stage(plan, stage, demo_data, day)
+        save_stage(url, plan.id, stage.number, day, out.results, out.findings)
+    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(demo_dir))
+    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_ADMISSION_SMTP", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_sink.port,
+        "extra": {"ssl": "false", "starttls": "false", "from_email": "monitor@region.example",
+                  "from_name": "Мониторинг"}}))
+    dag = dagbag.dags["notify_2020_2021"]
+    run = dag.test(logical_date=dt.datetime(2019, 12, 17, 4, tzinfo=dt.UTC), run_conf={"as_of": day.isoformat()})
+    assert "success" in str(run.state)
+    first = len(smtp_sink.received)
+    kinds = {m["X-Admission-Kind"] for m in smtp_sink.messages()}
+    assert first > 0 and kinds == {"reminder", "overdue", "escalation"}
+    assert all(m["X-Admission-Date"] == "2019-12-17" for m in smtp_sink.messages())
+    assert all(m["From"].addresses[0].addr_spec == "monitor@region.example" for m in smtp_sink.messages())
+    per_person_and_kind = {(m["To"].addresses[0].addr_spec, m["X-Admission-Kind"]) for m in smtp_sink.messages()}
+    assert len(per_person_and_kind) == first  # one digest per person per kind
+    run = dag.test(logical_date=dt.datetime(2019, 12, 17, 4, tzinfo=dt.UTC), run_conf={"as_of": day.isoformat()})
+    assert "success" in str(run.state)
+    assert len(smtp_sink.received) == first

@@ -17,7 +17,7 @@ Seeded defects, by school/preschool number within its МООУСО (1-based):
   stage 6: ОО 6 one operator without an account, ОО 7 a stale account, ОО 5 (no list);
   stage 7: ОО 2 bad ИНН check digit, ОО 6 no phone and a site without http, ОО 9 no first class,
            ОО 10 more vacancies than places, ОО 12 no card;
-  stage 8: ОО 2 «на доработке», ОО 9 and ОО 12 not reviewed.
+  stage 8: ОО 2 «на доработке», ОО 7 (no curator: mail falls back to the МООУСО head), 9 and 12 not reviewed.
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def generate(outdir: str | Path, seed: int = 2019) -> dict[str, int]:
                     classes.append({"org_id": sid, "class_name": f"1{letter}", "capacity": cap, "vacancies": vac,
                                     "entered_at": dt.date(2020, 1, 10).isoformat()})
             # Stage 8: approval by the МООУСО.
-            if s not in (9, 12):
+            if s not in (7, 9, 12):
                 approvals.append({"org_id": sid, "status": "на доработке" if s == 2 else "утверждено",
                                   "approved_by": curator, "approved_at": dt.datetime(2020, 1, 14)})
         for d in range(1, 9):
