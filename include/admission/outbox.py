@@ -188,20 +188,45 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     return "failed", f"{type(exc).__name__}: {exc}"
 
 
-def deliver(url: str, plan_id: str, as_of: dt.date, transport, max_reconnects: int = 2) -> dict[str, int]:
-    """Send every message of the day that still needs it; commit each outcome at once."""
+STALE_CLAIM = dt.timedelta(minutes=10)
+
+
+def _claim(engine, row_id: int, statuses: tuple[str, ...]) -> bool:
+    """Atomically mark a message 'sending'; False when another sender has it (or it is done)."""
+    stale = _now() - STALE_CLAIM
+    with engine.begin() as conn:
+        result = conn.execute(update(outbox).where(
+            outbox.c.id == row_id,
+            outbox.c.status.in_(statuses) | ((outbox.c.status == "sending") & (outbox.c.updated_at < stale)),
+        ).values(status="sending", updated_at=_now()))
+    return result.rowcount == 1
+
+
+def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str, ...] | None = None,
+            max_reconnects: int = 2) -> dict[str, int]:
+    """Send every message of the day that still needs it; commit each outcome at once.
+
+    Each message is claimed ('sending') before it goes out, so two senders (a retry that overlaps a
+    task thought dead, the report and the digests) never send the same one; a claim left by a
+    crashed sender is taken over after ten minutes.
+    """
     engine = engine_for(url)
+    query = select(outbox).where(
+        outbox.c.plan_id == plan_id, outbox.c.as_of == as_of,
+        outbox.c.status.in_(transport.statuses_to_deliver)
+        | ((outbox.c.status == "sending") & (outbox.c.updated_at < _now() - STALE_CLAIM)))
+    if kinds:
+        query = query.where(outbox.c.kind.in_(kinds))
     with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(
-            select(outbox).where(outbox.c.plan_id == plan_id, outbox.c.as_of == as_of,
-                                 outbox.c.status.in_(transport.statuses_to_deliver)).order_by(outbox.c.id)
-        ).mappings()]
+        rows = [dict(r) for r in conn.execute(query.order_by(outbox.c.id)).mappings()]
     counts = {"delivered": 0, "refused": 0, "failed": 0, "to_deliver": len(rows)}
     if not rows:
         return counts
     reconnects = 0
     with transport:
         for row in rows:
+            if not _claim(engine, row["id"], transport.statuses_to_deliver):
+                continue
             while True:
                 try:
                     path = transport.deliver(row)

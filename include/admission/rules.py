@@ -186,6 +186,19 @@ def _context():
     return ctx
 
 
+def suite_for(name: str, rules: list[Rule] | None = None):
+    """The GX suite of one dataset; each expectation remembers its rule by position (GX reorders results)."""
+    import great_expectations as gx
+
+    rules = [r for r in (rules or _rules()) if r.dataset == name]
+    suite = gx.ExpectationSuite(name=f"admission_{name}")
+    for i, rule in enumerate(rules):
+        expectation = rule.build()
+        expectation.meta = {"rule": i, "column_ru": DATASETS[name].column(rule.column).ru, "message": rule.message}
+        suite.add_expectation(expectation)
+    return suite, rules
+
+
 FAILURE_COLUMNS = ["dataset", "index", "org_id", "file", "row", "column", "message"]
 
 
@@ -209,14 +222,12 @@ class Validation:
 
 def validate_rows(frames: dict[str, pd.DataFrame]) -> Validation:
     """Run each dataset's GX suite; map unexpected rows back to file, row and organization."""
-    import great_expectations as gx
-
     ctx = _context()
     all_rules = _rules()
     parts: list[pd.DataFrame] = []
     results: dict[str, object] = {}
     for name, frame in frames.items():
-        rules = [r for r in all_rules if r.dataset == name]
+        suite, rules = suite_for(name, all_rules)
         if frame.empty or not rules:
             continue
         data = prepare(name, frame)
@@ -233,11 +244,6 @@ def validate_rows(frames: dict[str, pd.DataFrame]) -> Validation:
             batch_def = asset.get_batch_definition("whole")
         except KeyError:
             batch_def = asset.add_batch_definition_whole_dataframe("whole")
-        suite = gx.ExpectationSuite(name=f"admission_{name}")
-        for i, rule in enumerate(rules):
-            expectation = rule.build()
-            expectation.meta = {"rule": i}  # GX does not keep the suite's order in its results
-            suite.add_expectation(expectation)
         batch = batch_def.get_batch(batch_parameters={"dataframe": data})
         result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
         results[name] = result

@@ -154,3 +154,33 @@ def load_findings(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:
         rows = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of)).mappings().all()
     frame = pd.DataFrame(rows, columns=[c.name for c in t.columns])
     return frame.drop_duplicates(["dataset", "file", "row", "column", "message"]).drop(columns=["id", "stage"])
+
+
+def load_history(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
+    """Per date and stage: organizations complete / total (for progress over the campaign)."""
+    from sqlalchemy import func
+
+    t = stage_result
+    query = (
+        select(t.c.as_of, t.c.stage, t.c.status, func.count().label("n"))
+        .where(t.c.plan_id == plan_id, t.c.as_of <= until)
+        .group_by(t.c.as_of, t.c.stage, t.c.status)
+    )
+    with engine_for(url).connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=["as_of", "stage", "status", "n"])
+    if frame.empty:
+        return pd.DataFrame(columns=["as_of", "stage", "complete", "total", "pct"])
+    wide = frame.pivot_table(index=["as_of", "stage"], columns="status", values="n", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(columns=["complete", "lagging", "overdue"], fill_value=0)
+    out = wide.reset_index()
+    out["total"] = out[["complete", "lagging", "overdue"]].sum(axis=1)
+    out["pct"] = (100.0 * out["complete"] / out["total"]).round(1)
+    return out[["as_of", "stage", "complete", "total", "pct"]]
+
+
+def previous_date(url: str, plan_id: str, before: dt.date) -> dt.date | None:
+    from sqlalchemy import func
+
+    t = stage_result
+    with engine_for(url).connect() as conn:
+        return conn.execute(select(func.max(t.c.as_of)).where(t.c.plan_id == plan_id, t.c.as_of < before)).scalar()

@@ -8,6 +8,7 @@ here (the task bodies import them when they run).
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from airflow.sdk import DAG, Asset, Param, dag, get_current_context, task
@@ -18,7 +19,8 @@ from admission.plan import Plan, Stage, load_plans
 DEFAULT_ARGS = {
     "owner": "admission",
     "retries": 2,
-    "retry_delay": dt.timedelta(minutes=5),
+    # An environment setting, not a Variable (no metadata access at parse time); tests shorten it.
+    "retry_delay": dt.timedelta(seconds=int(os.environ.get("ADMISSION_RETRY_DELAY_SECONDS", "300"))),
     "execution_timeout": dt.timedelta(minutes=30),
 }
 
@@ -131,6 +133,77 @@ def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
     return stage_dag()
 
 
+def resolve_day_task(plan: Plan):
+    """`resolve_as_of` of an asset-triggered DAG: the day the stage runs judged (their events' extra)."""
+
+    @task(task_id="resolve_as_of")
+    def resolve_as_of() -> str:
+        from admission.adapter.config import as_of_date
+
+        ctx = get_current_context()
+        if not ctx["params"].get("as_of"):
+            days = [
+                str(ev.extra.get("as_of"))
+                for events in (ctx.get("triggering_asset_events") or {}).values()
+                for ev in events
+                if ev.extra and ev.extra.get("as_of")
+            ]
+            if days:
+                return max(days)
+        return as_of_date(plan, ctx["params"], ctx.get("logical_date"),
+                          getattr(ctx["dag_run"], "run_after", None)).isoformat()
+
+    return resolve_as_of
+
+
+def report_dag_id(plan: Plan) -> str:
+    return f"report_{plan.slug}"
+
+
+def build_report_dag(plan: Plan) -> DAG:
+    start, end = window(plan)
+
+    @dag(
+        dag_id=report_dag_id(plan),
+        description=f"{plan.id}: ежедневный отчет для министерства",
+        doc_md=(
+            f"### Ежедневный отчет по кампании {plan.id}\n\n"
+            "Runs when every stage DAG of the plan has stored its results for the day (Assets), on working days. "
+            "Writes under `admission_output_dir/reports/<plan>/<date>/`: the progress chart (PNG), the XLSX "
+            "workbook (a sheet per stage, a sheet of data problems) and GX Data Docs; mails the HTML report "
+            "(kind `report`, chart inline, workbook attached) to the ministry's (`РОИВ`) head e-mail(s) "
+            "through the same outbox as the other mail. Params: `as_of`, `dry_run`."
+        ),
+        schedule=[stage_asset(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)],
+        start_date=start,
+        end_date=end,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params=params(),
+        tags=tags(plan),
+    )
+    def report_dag() -> None:
+        @task(task_id="build_report")
+        def build_report(as_of: str) -> dict:
+            from admission.adapter.tasks import build_report as run
+
+            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
+
+        @task(task_id="send_report")
+        def send_report(as_of: str, built: dict) -> dict:
+            from admission.adapter.tasks import send_digests as run
+
+            if built.get("day_off"):
+                return {"as_of": as_of, "day_off": True}
+            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")), kinds=("report",))
+
+        as_of = resolve_day_task(plan)()
+        send_report(as_of, build_report(as_of))
+
+    return report_dag()
+
+
 def notify_dag_id(plan: Plan) -> str:
     return f"notify_{plan.slug}"
 
@@ -164,23 +237,6 @@ def build_notify_dag(plan: Plan) -> DAG:
         tags=tags(plan),
     )
     def notify_dag() -> None:
-        @task(task_id="resolve_as_of")
-        def resolve_as_of() -> str:
-            from admission.adapter.config import as_of_date
-
-            ctx = get_current_context()
-            if not ctx["params"].get("as_of"):
-                days = [
-                    str(ev.extra.get("as_of"))
-                    for events in (ctx.get("triggering_asset_events") or {}).values()
-                    for ev in events
-                    if ev.extra and ev.extra.get("as_of")
-                ]
-                if days:
-                    return max(days)
-            return as_of_date(plan, ctx["params"], ctx.get("logical_date"),
-                              getattr(ctx["dag_run"], "run_after", None)).isoformat()
-
         @task(task_id="compose_digests")
         def compose_digests(as_of: str) -> dict:
             from admission.adapter.tasks import compose_digests as run
@@ -193,7 +249,7 @@ def build_notify_dag(plan: Plan) -> DAG:
 
             return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
 
-        as_of = resolve_as_of()
+        as_of = resolve_day_task(plan)()
         send_digests(as_of, compose_digests(as_of))
 
     return notify_dag()
@@ -205,6 +261,6 @@ def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
         for stage in sorted(plan.stages, key=lambda s: s.number):
             built = build_stage_dag(plan, stage)
             dags[built.dag_id] = built
-        notify = build_notify_dag(plan)
-        dags[notify.dag_id] = notify
+        for built in (build_notify_dag(plan), build_report_dag(plan)):
+            dags[built.dag_id] = built
     return dags

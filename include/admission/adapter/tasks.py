@@ -66,7 +66,8 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     return {"as_of": as_of_iso, "digests": len(digests), **by_kind, **counts}
 
 
-def send_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
+def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
+                 kinds: tuple[str, ...] = ("reminder", "overdue", "escalation")) -> dict:
     """Deliver what the outbox holds for the day: SMTP when configured, else .eml files."""
     from admission.outbox import EmlTransport, SmtpTransport, TransientError, deliver, smtp_settings
 
@@ -82,10 +83,54 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
         transport = SmtpTransport(smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson))
         where = f"smtp {conn.host}:{conn.port}"
     try:
-        counts = deliver(config.store_url(), plan.id, as_of, transport)
+        counts = deliver(config.store_url(), plan.id, as_of, transport, kinds=kinds)
     except TransientError as exc:
         raise RuntimeError(f"delivery interrupted, the rest stays in the outbox for the retry: {exc}") from exc
     log.info("plan %s on %s via %s: %s", plan.id, as_of, where, counts)
     if counts["failed"]:
         raise RuntimeError(f"{counts['failed']} messages failed transiently; the task retry will send them")
     return {"as_of": as_of_iso, "via": where, **counts}
+
+
+def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
+    """Tables, chart, workbook and Data Docs for the day; the mail goes to the outbox (kind `report`)."""
+    from admission import report as rep
+    from admission.notify import Directory
+    from admission.outbox import enqueue, smtp_settings
+    from admission.reader import read_data_folder
+    from admission.store import load_findings, load_history, load_results, previous_date
+    from admission.workdays import WorkCalendar
+
+    as_of = dt.date.fromisoformat(as_of_iso)
+    if not WorkCalendar.for_plan(plan).is_working_day(as_of):
+        log.info("%s is a day off: no report", as_of)
+        return {"as_of": as_of_iso, "day_off": True}
+    url = config.store_url()
+    today = load_results(url, plan.id, as_of)
+    if today.empty:
+        raise RuntimeError(f"no stage results stored for plan {plan.id} on {as_of}: run the stage DAGs first")
+    prev = previous_date(url, plan.id, as_of)
+    previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
+    data = read_data_folder(config.data_dir(), [])
+    folder = config.output_dir() / "reports" / plan.id / as_of.isoformat()
+    report = rep.build(plan, as_of, today, previous, prev, data.frames["organizations"],
+                       load_findings(url, plan.id, as_of))
+    png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")
+    xlsx = rep.workbook(report, today, folder / f"report_{plan.id}_{as_of.isoformat()}.xlsx")
+    docs = None
+    try:
+        docs = rep.data_docs(config.data_dir(), folder / "data_docs")
+    except Exception as exc:  # the report must not be lost for the sake of the docs
+        log.warning("GX Data Docs not built: %s", exc)
+    conn = config.get_connection("admission_smtp")
+    sender = smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson) if conn else \
+        smtp_settings(None, None, None, None, {})
+    recipients = Directory(data).roiv
+    link = docs.as_uri() if docs else None
+    messages = []
+    for person in recipients:
+        msg = rep.render_email(report, person, sender.from_email, sender.from_name, png, xlsx, link)
+        messages.append((f"{plan.id}|{as_of.isoformat()}|report|{person.email.lower()}", "report", msg))
+    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
+    log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
+    return {"as_of": as_of_iso, "folder": str(folder), "recipients": len(recipients), **counts}

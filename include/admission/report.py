@@ -1,0 +1,247 @@
+"""The ministry's daily report: tables, a progress chart, an XLSX workbook, the mail.
+
+Everything is computed from the stored stage results (today's and the
+history), so the report's numbers are by construction the stage results'
+numbers. Files go to ``<output>/reports/<plan>/<date>/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import pandas as pd
+
+from .mail import _env, clean_header, message_id, ru_date
+from .notify import Person
+from .plan import Plan
+
+STATUS_RU = {"complete": "выполнено", "lagging": "отстает", "overdue": "просрочено"}
+XLSX_MIME = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+@dataclass
+class Report:
+    plan: Plan
+    as_of: dt.date
+    stages: pd.DataFrame
+    municipalities: pd.DataFrame
+    longest: pd.DataFrame
+    changes: pd.DataFrame
+    problems: pd.DataFrame
+    previous: dt.date | None
+
+
+def stage_table(plan: Plan, today: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    rows = []
+    for stage in sorted(plan.stages, key=lambda s: s.number):
+        r = today[today["stage"] == stage.number]
+        counts = r["status"].value_counts()
+        total = len(r)
+        complete = int(counts.get("complete", 0))
+        rows.append({
+            "stage": stage.number, "title": stage.title, "deadline": stage.deadline,
+            "days_left": (stage.deadline - as_of).days if stage.deadline else None,
+            "complete": complete, "lagging": int(counts.get("lagging", 0)), "overdue": int(counts.get("overdue", 0)),
+            "total": total, "pct": round(100.0 * complete / total, 1) if total else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def municipality_table(today: pd.DataFrame, orgs: pd.DataFrame) -> pd.DataFrame:
+    """Per МООУСО (its own lags and those of its schools and preschools): organizations not complete, per stage."""
+    names = orgs.set_index("org_id")["name"].to_dict()
+    mooyso = today["parent_id"].where(today["parent_id"].notna(), today["org_id"].where(today["kind"] == "МООУСО"))
+    frame = today.assign(mooyso=mooyso)[lambda f: f["mooyso"].notna()]
+    if frame.empty:
+        return pd.DataFrame(columns=["mooyso", "name"])
+    frame = frame.assign(bad=frame["status"] != "complete", late=frame["status"] == "overdue")
+    pivot = frame.pivot_table(index="mooyso", columns="stage", values="bad", aggfunc="sum", fill_value=0)
+    pivot.columns = [f"stage_{c}" for c in pivot.columns]
+    totals = frame.groupby("mooyso").agg(overdue=("late", "sum"), total=("org_id", "count"),
+                                         complete=("bad", lambda b: int((~b).sum())))
+    out = pivot.join(totals).reset_index()
+    out["pct"] = (100.0 * out["complete"] / out["total"]).round(1)
+    out.insert(1, "name", out["mooyso"].map(names))
+    return out.sort_values(["overdue", "pct"], ascending=[False, True]).reset_index(drop=True)
+
+
+def longest_overdue(today: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    late = today[today["status"] == "overdue"].copy()
+    late["days_overdue"] = late["days_overdue"].astype(int)
+    return late.sort_values(["days_overdue", "stage", "org_id"], ascending=[False, True, True]).head(n)[
+        ["stage", "org_id", "name", "days_overdue", "missing"]].reset_index(drop=True)
+
+
+def status_changes(today: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    if previous.empty:
+        return pd.DataFrame(columns=["stage", "org_id", "name", "before", "after"])
+    merged = today.merge(previous[["stage", "org_id", "status"]], on=["stage", "org_id"], how="left",
+                         suffixes=("", "_before"))
+    changed = merged[merged["status_before"].notna() & (merged["status"] != merged["status_before"])]
+    return changed.rename(columns={"status_before": "before", "status": "after"})[
+        ["stage", "org_id", "name", "before", "after"]].sort_values(["stage", "org_id"]).reset_index(drop=True)
+
+
+def build(plan: Plan, as_of: dt.date, today: pd.DataFrame, previous: pd.DataFrame, prev_date: dt.date | None,
+          orgs: pd.DataFrame, problems: pd.DataFrame) -> Report:
+    return Report(plan, as_of, stage_table(plan, today, as_of), municipality_table(today, orgs),
+                  longest_overdue(today), status_changes(today, previous), problems, prev_date)
+
+
+def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path:
+    """% complete per stage over the campaign's days, against the straight line to each deadline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=100)
+    start = plan.campaign.start
+    dated = [s for s in plan.stages if s.deadline]
+    end = max([as_of, *[s.deadline for s in dated]]) + dt.timedelta(days=3)
+    colors = plt.get_cmap("tab10")
+    for i, stage in enumerate(sorted(plan.stages, key=lambda s: s.number)):
+        h = history[history["stage"] == stage.number].sort_values("as_of")
+        color = colors(i % 10)
+        if not h.empty:
+            ax.plot(pd.to_datetime(h["as_of"]), h["pct"], marker="o", ms=3, color=color, label=f"Этап {stage.number}")
+        if stage.deadline:
+            ax.plot(pd.to_datetime([start, stage.deadline]), [0, 100], ls="--", lw=0.8, color=color, alpha=0.6)
+    ax.axvline(pd.Timestamp(as_of), color="grey", lw=0.8)
+    ax.set_xlim(pd.Timestamp(start), pd.Timestamp(end))
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% организаций, выполнивших этап")
+    ax.set_title(f"Ход подготовки к приему в 1-й класс, кампания {plan.id} (пунктир — равномерный ход до срока)",
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
+    """One sheet per stage (every organization, status, what is missing) and one of data problems."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    wb.remove(wb.active)
+
+    def sheet(title: str, header: list[str], rows: list[list[object]], widths: list[int]) -> None:
+        ws = wb.create_sheet(title[:31])
+        ws.append(header)
+        for cell in ws[1]:
+            cell.font = Font(bold=True)
+        for row in rows:
+            ws.append(row)
+        for i, w in enumerate(widths, start=1):
+            ws.column_dimensions[get_column_letter(i)].width = w
+        ws.freeze_panes = "A2"
+        ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(rows) + 1)}"
+
+    sheet("Сводка", ["Этап", "Название", "Срок", "Дней до срока", "Выполнено", "Отстают", "Просрочено", "Всего",
+                     "% выполнения"],
+          [[r.stage, r.title, r.deadline, r.days_left, r.complete, r.lagging, r.overdue, r.total, r.pct]
+           for r in report.stages.itertuples()], [6, 50, 12, 14, 11, 10, 12, 8, 13])
+    names = today.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
+    for stage in sorted(report.plan.stages, key=lambda s: s.number):
+        r = today[today["stage"] == stage.number].sort_values(["status", "org_id"])
+        sheet(f"Этап {stage.number}", ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки",
+                                       "Что не сделано"],
+              [[x.org_id, x.name, x.kind, names.get(x.parent_id, x.parent_id) if isinstance(x.parent_id, str) else "",
+                STATUS_RU.get(x.status, x.status), None if pd.isna(x.days_overdue) else int(x.days_overdue),
+                "; ".join(x.missing or [])] for x in r.itertuples()],
+              [10, 50, 8, 40, 12, 15, 100])
+    p = report.problems
+    sheet("Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
+          [[x.dataset, x.file, None if pd.isna(x.row) else int(x.row), x.column, x.org_id, x.message]
+           for x in p.itertuples()], [20, 40, 8, 22, 16, 100])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
+
+
+def render_email(report: Report, recipient: Person, from_email: str, from_name: str, png: Path, xlsx: Path,
+                 docs_link: str | None = None) -> EmailMessage:
+    """HTML report with the chart inline (cid) and the workbook attached, plus a plain-text twin."""
+    key = f"{report.plan.id}|{report.as_of.isoformat()}|report|{recipient.email.lower()}"
+    domain = from_email.rsplit("@", 1)[-1] or "admission.local"
+    cid = make_msgid(idstring="chart", domain=domain)
+    context = {
+        "plan": report.plan, "as_of": report.as_of, "stages": report.stages.to_dict("records"),
+        "municipalities": report.municipalities.to_dict("records"),
+        "stage_numbers": [s.number for s in sorted(report.plan.stages, key=lambda s: s.number)],
+        "longest": report.longest.to_dict("records"), "changes": report.changes.to_dict("records"),
+        "problems": report.problems.head(100).to_dict("records"), "problems_total": len(report.problems),
+        "previous": report.previous, "status_ru": STATUS_RU, "cid": cid[1:-1], "recipient": recipient,
+        "docs_link": docs_link,
+    }
+    text = _env().get_template("report.txt.j2").render(context)
+    html = _env().get_template("report.html.j2").render(context)
+    msg = EmailMessage()
+    msg["Subject"] = clean_header(f"Ежедневный отчет: подготовка к приему в 1-й класс, кампания {report.plan.id}, "
+                                  f"на {ru_date(report.as_of)}")
+    msg["From"] = Address(display_name=clean_header(from_name), addr_spec=from_email)
+    msg["To"] = Address(display_name=clean_header(recipient.name), addr_spec=recipient.email)
+    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    msg["Message-ID"] = message_id(key, domain)
+    msg["X-Admission-Campaign"] = clean_header(report.plan.id)
+    msg["X-Admission-Kind"] = "report"
+    msg["X-Admission-Stages"] = ",".join(str(s) for s in context["stage_numbers"])
+    orgs = sorted(set(report.longest["org_id"]))
+    msg["X-Admission-Orgs"] = clean_header(",".join(orgs))
+    msg["X-Admission-Date"] = report.as_of.isoformat()
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    msg.get_payload()[1].add_related(png.read_bytes(), maintype="image", subtype="png", cid=cid,
+                                     filename=png.name, disposition="inline")
+    msg.add_attachment(xlsx.read_bytes(), maintype=XLSX_MIME[0], subtype=XLSX_MIME[1], filename=xlsx.name)
+    return msg
+
+
+def data_docs(data_dir: Path, folder: Path) -> Path:
+    """GX Data Docs of the day's row validations, as static HTML under ``folder``; returns index.html."""
+    import os
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from .reader import read_data_folder
+    from .rules import prepare, suite_for
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = gx.get_context(mode="file", project_root_dir=str(folder))
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    data = read_data_folder(data_dir)
+    source = ctx.data_sources.add_or_update_pandas("admission")
+    for name, frame in data.frames.items():
+        suite, rules = suite_for(name)
+        if frame.empty or not rules:
+            continue
+        suite = ctx.suites.add_or_update(suite)
+        asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(name)
+        batch_def = next((b for b in asset.batch_definitions if b.name == "whole"), None) or \
+            asset.add_batch_definition_whole_dataframe("whole")
+        vd = ctx.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"admission_{name}", data=batch_def, suite=suite))
+        checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
+            name=f"admission_{name}", validation_definitions=[vd],
+            actions=[UpdateDataDocsAction(name="data_docs")], result_format={"result_format": "SUMMARY"}))
+        checkpoint.run(batch_parameters={"dataframe": prepare(name, frame)})
+    ctx.build_data_docs()
+    index = next(folder.rglob("data_docs/local_site/index.html"), None)
+    if index is None:
+        raise RuntimeError(f"GX wrote no Data Docs under {folder}")
+    return index
