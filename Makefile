@@ -17,7 +17,7 @@ DEMO_DATE ?= 2020-01-15
 export AIRFLOW_VAR_ADMISSION_DATA_DIR ?= $(DEMO_DIR)
 export AIRFLOW_VAR_ADMISSION_OUTPUT_DIR ?= $(CURDIR)/output
 
-.PHONY: install test lint day demo demo-data airflow migrate clean
+.PHONY: install test test-distributed lint day demo demo-data airflow migrate clean
 
 install: $(BIN)/.installed
 
@@ -37,6 +37,11 @@ lint: install
 test: install
 	$(BIN)/ruff check dags plugins include tests
 	$(BIN)/python -m pytest -q
+
+# The production path without Docker: API server, scheduler, DAG processor and two Celery workers
+# on the local PostgreSQL and Redis (fresh databases), an SMTP server on loopback. Part of `make test` too.
+test-distributed: install
+	$(BIN)/python -m pytest -q tests/test_distributed.py
 
 demo-data: install
 	$(BIN)/admission demo-data $(DEMO_DIR)

@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PLANS = ("2020_2021", "2027_2028")
-EXPECTED_DAG_IDS = {f"check_{plan}_stage_{n}" for plan in PLANS for n in range(1, 9)} | {f"notify_{p}" for p in PLANS}
+EXPECTED_DAG_IDS = ({f"check_{plan}_stage_{n}" for plan in PLANS for n in range(1, 9)}
+                    | {f"notify_{p}" for p in PLANS} | {f"report_{p}" for p in PLANS})
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,10 @@ def test_dagbag_imports_without_errors_and_yields_exactly_the_expected_dags(dagb
 
 def test_every_dag_follows_the_policy(dagbag):
     for dag_id, dag in dagbag.dags.items():
-        if dag_id.startswith("notify_"):
-            plan_id = dag_id.removeprefix("notify_").replace("_", "-")
+        if dag_id.startswith(("notify_", "report_")):
+            plan_id = dag_id.split("_", 1)[1].replace("_", "-")
             assert set(dag.tags) == {"admission", f"campaign:{plan_id}"}, dag_id
-            assert dag.doc_md and "admission_smtp" in dag.doc_md
+            assert dag.doc_md and "admission_output_dir" in dag.doc_md or "admission_smtp" in dag.doc_md
         else:
             plan_slug, stage = dag_id.removeprefix("check_").rsplit("_stage_", 1)
             assert set(dag.tags) == {"admission", f"campaign:{plan_slug.replace('_', '-')}", f"stage:{stage}"}, dag_id

@@ -205,18 +205,27 @@ def _notify_runs(cluster: Cluster) -> list[str]:
 
 
 def _expected_mail(plan, data, day: dt.date) -> set[tuple[str, str]]:
+    import pandas as pd
     from admission.notify import plan_digests
     from admission.stages import evaluate_stage
-
-    import pandas as pd
 
     results = pd.concat([evaluate_stage(plan, s, data, day).results for s in plan.stages], ignore_index=True)
     return {(d.recipient.email, d.kind) for d in plan_digests(plan, day, results, data)}
 
 
-def _received(sink, day: str) -> list[tuple[str, str]]:
+def _received(sink, day: str, report: bool = False) -> list[tuple[str, str]]:
     return [(m["To"].addresses[0].addr_spec, m["X-Admission-Kind"]) for m in sink.messages()
-            if m["X-Admission-Date"] == day]
+            if m["X-Admission-Date"] == day and (m["X-Admission-Kind"] == "report") == report]
+
+
+def _expected_reports(data) -> list[tuple[str, str]]:
+    from admission.notify import Directory
+
+    return sorted((p.email, "report") for p in Directory(data).roiv)
+
+
+def _report_runs(cluster: Cluster) -> list[str]:
+    return [r[0] for r in cluster.query("SELECT state FROM dag_run WHERE dag_id = 'report_2020_2021' ORDER BY id")]
 
 
 def test_celery_cluster_runs_a_campaign_day_and_survives_a_killed_worker(tmp_path, demo_dir, demo_data, plan,
@@ -248,7 +257,7 @@ def test_celery_cluster_runs_a_campaign_day_and_survives_a_killed_worker(tmp_pat
 
         _wait("the API server", api_healthy, 180, cluster)
         _wait("the DAG processor to serialize all DAGs", lambda: len(cluster.query(
-            "SELECT dag_id FROM serialized_dag")) >= 18, 240, cluster)
+            "SELECT dag_id FROM serialized_dag")) >= 20, 240, cluster)
 
         # Day 1: everything healthy.
         _trigger_day(cluster, "2019-12-18", "it_day1")
@@ -256,12 +265,14 @@ def test_celery_cluster_runs_a_campaign_day_and_survives_a_killed_worker(tmp_pat
             v in ("success", "failed") for v in s.values()) and s, 600, cluster)
         assert set(states.values()) == {"success"}, states
         _wait("day 1 notify run", lambda: "success" in _notify_runs(cluster), 300, cluster)
+        _wait("day 1 report run", lambda: "success" in _report_runs(cluster), 300, cluster)
+        assert sorted(_received(smtp_sink, "2019-12-18", report=True)) == _expected_reports(demo_data)
         day1 = _received(smtp_sink, "2019-12-18")
         assert sorted(day1) == sorted(_expected_mail(plan, demo_data, dt.date(2019, 12, 18)))
         assert len(day1) == len(set(day1)) > 0
 
         # Day 2: kill worker 1 (the whole process group: worker, pool, task processes) mid-run.
-        notify_before = len(_notify_runs(cluster))
+        notify_before, report_before = len(_notify_runs(cluster)), len(_report_runs(cluster))
         _trigger_day(cluster, "2020-01-15", "it_day2")
         _wait("a task of day 2 to be running", lambda: cluster.query(
             "SELECT count(*) FROM task_instance WHERE run_id LIKE 'it_day2_%' AND state = 'running'")[0][0] > 0,
@@ -273,6 +284,10 @@ def test_celery_cluster_runs_a_campaign_day_and_survives_a_killed_worker(tmp_pat
         _wait("day 2 notify run", lambda: len(_notify_runs(cluster)) > notify_before and _notify_runs(
             cluster)[-1] in ("success", "failed"), 600, cluster)
         assert _notify_runs(cluster)[-1] == "success"
+        _wait("day 2 report run", lambda: len(_report_runs(cluster)) > report_before and _report_runs(
+            cluster)[-1] in ("success", "failed"), 600, cluster)
+        assert _report_runs(cluster)[-1] == "success"
+        assert sorted(_received(smtp_sink, "2020-01-15", report=True)) == _expected_reports(demo_data)
         day2 = _received(smtp_sink, "2020-01-15")
         assert sorted(day2) == sorted(_expected_mail(plan, demo_data, dt.date(2020, 1, 15)))
         assert len(day2) == len(set(day2))

@@ -33,7 +33,7 @@ def _dag_bag():
 
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
     """(plan, dag) pairs to run for the date, in order: plan by plan, stage by stage."""
-    from admission.adapter.factory import notify_dag_id, stage_dag_id
+    from admission.adapter.factory import notify_dag_id, report_dag_id, stage_dag_id
     from admission.plan import load_plans
 
     bag = _dag_bag()
@@ -44,6 +44,7 @@ def day_runs(day: dt.date) -> list[tuple[object, object]]:
         for stage in sorted(plan.stages, key=lambda s: s.number):
             runs.append((plan, bag.get_dag(stage_dag_id(plan, stage))))
         runs.append((plan, bag.get_dag(notify_dag_id(plan))))
+        runs.append((plan, bag.get_dag(report_dag_id(plan))))
     return runs
 
 
@@ -65,6 +66,9 @@ def print_mail_summary(day: dt.date, plan, url: str) -> None:
         print(f"  {KIND_RU.get(kind, kind)} ({kind}): {sum(by_status.values())} — {detail}")
     if get_connection("admission_smtp") is None:
         print(f"  файлы .eml: {output_dir() / 'mail' / plan.id / day.isoformat()}")
+    reports = output_dir() / "reports" / plan.id / day.isoformat()
+    if reports.is_dir():
+        print(f"Отчет для министерства (график, Excel, Data Docs): {reports}")
 
 
 def print_summary(day: dt.date, plans: list) -> None:
