@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PLANS = ("2020_2021", "2027_2028")
 EXPECTED_DAG_IDS = ({f"check_{plan}_stage_{n}" for plan in PLANS for n in range(1, 9)}
-                    | {f"notify_{p}" for p in PLANS} | {f"report_{p}" for p in PLANS})
+                    | {f"{kind}_{p}" for p in PLANS for kind in ("notify", "report", "collect_operators")})
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,8 @@ def test_dagbag_imports_without_errors_and_yields_exactly_the_expected_dags(dagb
 
 def test_every_dag_follows_the_policy(dagbag):
     for dag_id, dag in dagbag.dags.items():
-        if dag_id.startswith(("notify_", "report_")):
-            plan_id = dag_id.split("_", 1)[1].replace("_", "-")
+        if dag_id.startswith(("notify_", "report_", "collect_operators_")):
+            plan_id = dag_id.rsplit("_", 2)[-2] + "-" + dag_id.rsplit("_", 1)[-1]
             assert set(dag.tags) == {"admission", f"campaign:{plan_id}"}, dag_id
             assert dag.doc_md and "admission_output_dir" in dag.doc_md or "admission_smtp" in dag.doc_md
         else:

@@ -14,7 +14,8 @@ Seeded defects, by school/preschool number within its МООУСО (1-based):
            (ДОУ 7 of МООУСО 1 ships a broken XLSX);
   stage 4: МООУСО 3 replaced staff without an order;
   stage 5: ОО 3 chief operator is a teacher, ОО 5 sent no list, ОО 8 bad e-mail, ОО 11 a person twice;
-  stage 6: ОО 6 one operator without an account, ОО 7 a stale account, ОО 5 (no list);
+  stage 6: ОО 4 a new operator without any account, ОО 6 one account only requested, ОО 7 a stale
+           account, ОО 5 (no list);
   stage 7: ОО 2 bad ИНН check digit, ОО 6 no phone and a site without http, ОО 9 no first class,
            ОО 10 more vacancies than places, ОО 12 no card;
   stage 8: ОО 2 «на доработке», ОО 7 (no curator: mail falls back to the МООУСО head), 9 and 12 not reviewed.
@@ -219,6 +220,8 @@ def generate(outdir: str | Path, seed: int = 2019) -> dict[str, int]:
             for k, op in enumerate(ops if s != 5 else []):
                 if s == 11 and k == len(ops) - 1:
                     continue  # the duplicate row is the same person
+                if s == 4 and k == len(ops) - 1:
+                    continue  # a new operator: the request to РЦОКО must ask for an account
                 status = "запрошена" if (s == 6 and k == 1) else "выдана"
                 accounts.append({"org_id": sid, "full_name": op["full_name"], "login": f"{sid.lower()}_{k + 1}",
                                  "status": status, "issued_at": dt.date(2019, 12, 20) if status == "выдана" else ""})

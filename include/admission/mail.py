@@ -126,3 +126,32 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
 def to_wire(msg: EmailMessage) -> str:
     """The message exactly as it is stored, written to .eml and sent."""
     return msg.as_string(policy=WIRE_POLICY)
+
+
+def render_request(plan: Plan, as_of: dt.date, recipient, changes: list[dict], org_ids: list[str], xlsx: Path,
+                   change_hash: str, from_email: str, from_name: str = "") -> EmailMessage:
+    """The request to the regional center (kind `request`) with the XLSX attached."""
+    context = {"recipient": recipient, "changes": changes, "as_of": as_of, "plan_id": plan.id,
+               "creates": sum(c["action"] == "create" for c in changes),
+               "blocks": sum(c["action"] == "block" for c in changes), "schools": len(set(org_ids)),
+               "deadline": plan.stage(6).deadline if any(s.number == 6 for s in plan.stages) else None}
+    msg = EmailMessage()
+    msg["Subject"] = clean_header(f"Заявка об изменении списка операторов АИС «Е-услуги. Образование» "
+                                  f"от {ru_date(as_of)} ({len(changes)} изменений)")
+    msg["From"] = Address(display_name=clean_header(from_name), addr_spec=from_email)
+    msg["To"] = Address(display_name=clean_header(recipient.name), addr_spec=recipient.email)
+    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    msg["Message-ID"] = message_id(f"{plan.id}|request|{change_hash}|{recipient.email.lower()}",
+                                   from_email.rsplit("@", 1)[-1] or "admission.local")
+    msg["X-Admission-Campaign"] = clean_header(plan.id)
+    msg["X-Admission-Kind"] = "request"
+    msg["X-Admission-Stages"] = "5,6"
+    msg["X-Admission-Orgs"] = clean_header(",".join(sorted(set(org_ids))))
+    msg["X-Admission-Date"] = as_of.isoformat()
+    msg.set_content(_env().get_template("request.txt.j2").render(context), subtype="plain", charset="utf-8",
+                    cte="base64")
+    msg.add_alternative(_env().get_template("request.html.j2").render(context), subtype="html", charset="utf-8",
+                        cte="base64")
+    msg.add_attachment(xlsx.read_bytes(), maintype="application",
+                       subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet", filename=xlsx.name)
+    return msg

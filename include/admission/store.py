@@ -94,6 +94,34 @@ outbox = Table(
 )
 
 
+operator_snapshot = Table(
+    "admission_operator_snapshot",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", String(64), nullable=False, index=True),
+    Column("as_of", Date, nullable=False, index=True),
+    Column("org_id", String(64)),
+    Column("full_name", Text),
+    Column("position", Text),
+    Column("role", Text),
+    Column("email", Text),
+    Column("phone", Text),
+    Column("file", Text),
+    Column("row", Integer),
+)
+
+request_log = Table(
+    "admission_request",
+    metadata,
+    Column("plan_id", String(64), primary_key=True),
+    Column("change_hash", String(32), primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("changes", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     engine = create_engine(url, future=True, pool_pre_ping=True)
@@ -184,3 +212,44 @@ def previous_date(url: str, plan_id: str, before: dt.date) -> dt.date | None:
     t = stage_result
     with engine_for(url).connect() as conn:
         return conn.execute(select(func.max(t.c.as_of)).where(t.c.plan_id == plan_id, t.c.as_of < before)).scalar()
+
+
+def save_operator_snapshot(url: str, plan_id: str, as_of: dt.date, ops: pd.DataFrame) -> None:
+    """The day's consolidated operator list, replacing an earlier snapshot of the same day."""
+    rows = [
+        {"plan_id": plan_id, "as_of": as_of, "org_id": _none(o), "full_name": _none(n), "position": _none(p),
+         "role": _none(r), "email": _none(e), "phone": _none(ph), "file": f, "row": int(rw)}
+        for o, n, p, r, e, ph, f, rw in zip(ops["org_id"], ops["full_name"], ops["position"], ops["role"],
+                                            ops["email"], ops["phone"], ops["_file"], ops["_row"], strict=True)
+    ]
+    t = operator_snapshot
+    with engine_for(url).begin() as conn:
+        conn.execute(delete(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of))
+        if rows:
+            conn.execute(insert(t), rows)
+
+
+def load_operator_snapshot(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:
+    t = operator_snapshot
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of)).mappings().all()
+    return pd.DataFrame(rows, columns=[c.name for c in t.columns])
+
+
+def request_known(url: str, plan_id: str, change_hash: str) -> dict | None:
+    t = request_log
+    with engine_for(url).connect() as conn:
+        row = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.change_hash == change_hash)).mappings().first()
+    return dict(row) if row else None
+
+
+def record_request(url: str, plan_id: str, change_hash: str, as_of: dt.date, changes: int, path: str) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with engine_for(url).begin() as conn:
+            conn.execute(insert(request_log).values(plan_id=plan_id, change_hash=change_hash, as_of=as_of,
+                                                    changes=changes, path=path,
+                                                    created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)))
+    except IntegrityError:
+        pass  # recorded by an earlier try of the same task

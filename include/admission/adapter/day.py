@@ -33,7 +33,7 @@ def _dag_bag():
 
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
     """(plan, dag) pairs to run for the date, in order: plan by plan, stage by stage."""
-    from admission.adapter.factory import notify_dag_id, report_dag_id, stage_dag_id
+    from admission.adapter.factory import notify_dag_id, operators_dag_id, report_dag_id, stage_dag_id
     from admission.plan import load_plans
 
     bag = _dag_bag()
@@ -45,6 +45,7 @@ def day_runs(day: dt.date) -> list[tuple[object, object]]:
             runs.append((plan, bag.get_dag(stage_dag_id(plan, stage))))
         runs.append((plan, bag.get_dag(notify_dag_id(plan))))
         runs.append((plan, bag.get_dag(report_dag_id(plan))))
+        runs.append((plan, bag.get_dag(operators_dag_id(plan))))
     return runs
 
 

@@ -204,6 +204,54 @@ def build_report_dag(plan: Plan) -> DAG:
     return report_dag()
 
 
+def operators_dag_id(plan: Plan) -> str:
+    return f"collect_operators_{plan.slug}"
+
+
+def build_operators_dag(plan: Plan) -> DAG:
+    start, end = window(plan)
+
+    @dag(
+        dag_id=operators_dag_id(plan),
+        description=f"{plan.id}: списки операторов ОО и заявка в РЦОКО (этапы 5–6)",
+        doc_md=(
+            f"### Списки операторов и заявка в РЦОКО, кампания {plan.id}\n\n"
+            "Daily in the campaign window (and by hand): collects the schools' operator forms (`operators/` "
+            "per-school files or one `operators` file), checks every row and school (chief operator at deputy "
+            "director level or higher, e-mails, duplicates, one chief operator per person, name form), keeps the "
+            "day's consolidated list in the store and as XLSX under `admission_output_dir/operators/`, compares "
+            "it with the `accounts` dataset and, when there are changes not yet requested, writes the request "
+            "XLSX and mails it to the regional center (kind `request`). The same set of changes is never "
+            "requested twice. Params: `as_of`, `dry_run`."
+        ),
+        schedule=schedule(plan),
+        start_date=start,
+        end_date=end,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params=params(),
+        tags=tags(plan),
+    )
+    def operators_dag() -> None:
+        @task(task_id="collect_operators")
+        def collect_operators(as_of: str) -> dict:
+            from admission.adapter.tasks import collect_operators as run
+
+            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
+
+        @task(task_id="send_request")
+        def send_request(as_of: str, collected: dict) -> dict:
+            from admission.adapter.tasks import send_digests as run
+
+            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")), kinds=("request",))
+
+        as_of = resolve_day_task(plan)()
+        send_request(as_of, collect_operators(as_of))
+
+    return operators_dag()
+
+
 def notify_dag_id(plan: Plan) -> str:
     return f"notify_{plan.slug}"
 
@@ -261,6 +309,6 @@ def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
         for stage in sorted(plan.stages, key=lambda s: s.number):
             built = build_stage_dag(plan, stage)
             dags[built.dag_id] = built
-        for built in (build_notify_dag(plan), build_report_dag(plan)):
+        for built in (build_notify_dag(plan), build_report_dag(plan), build_operators_dag(plan)):
             dags[built.dag_id] = built
     return dags

@@ -134,3 +134,50 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
     log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
     return {"as_of": as_of_iso, "folder": str(folder), "recipients": len(recipients), **counts}
+
+
+def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
+    """Consolidate and check the operator lists, keep the day's snapshot, prepare the request to РЦОКО."""
+    from admission import operators as opmod
+    from admission.mail import render_request
+    from admission.notify import Directory
+    from admission.outbox import enqueue, smtp_settings
+    from admission.reader import read_data_folder
+    from admission.store import record_request, request_known, save_operator_snapshot
+
+    as_of = dt.date.fromisoformat(as_of_iso)
+    url = config.store_url()
+    data = read_data_folder(config.data_dir(), ["operators", "accounts"])
+    ops = opmod.consolidated(data)
+    findings = [f for f in data.findings if f.dataset in ("operators", "accounts")] + opmod.validate(data)
+    save_operator_snapshot(url, plan.id, as_of, ops)
+    folder = config.output_dir() / "operators" / plan.id / as_of.isoformat()
+    opmod.consolidated_workbook(ops, findings, folder / f"operators_{as_of.isoformat()}.xlsx")
+    diff = opmod.diff_accounts(data, findings)
+    changes = opmod.changes_of(diff)
+    summary = {"as_of": as_of_iso, "operators": len(ops), "problems": len(findings),
+               **{k: int(v) for k, v in diff["action"].value_counts().items()}, "folder": str(folder)}
+    if changes.empty:
+        log.info("operator lists: no changes to request (%s)", summary)
+        return summary | {"request": None}
+    digest = opmod.change_hash(changes)
+    known = request_known(url, plan.id, digest)
+    if known:
+        log.info("the same set of changes was requested on %s: no new request", known["as_of"])
+        return summary | {"request": known["path"], "already_requested_on": str(known["as_of"])}
+    xlsx = opmod.request_workbook(changes, data, as_of, folder / f"request_{as_of.isoformat()}.xlsx")
+    conn = config.get_connection("admission_smtp")
+    sender = smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson) if conn else \
+        smtp_settings(None, None, None, None, {})
+    records = changes.astype(object).where(changes.notna(), None).to_dict("records")
+    messages = [
+        (f"{plan.id}|request|{digest}|{p.email.lower()}", "request",
+         render_request(plan, as_of, p, records, list(changes["org_id"]), xlsx, digest, sender.from_email,
+                        sender.from_name))
+        for p in Directory(data).rcoko
+    ]
+    enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
+    if not dry_run:
+        record_request(url, plan.id, digest, as_of, len(changes), str(xlsx))
+    log.info("request to РЦОКО: %d changes, %d recipients", len(changes), len(messages))
+    return summary | {"request": str(xlsx), "changes": len(changes)}

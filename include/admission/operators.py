@@ -1,0 +1,200 @@
+"""Operator lists of schools (stages 5–6): consolidate, validate, diff against issued accounts.
+
+Schools send their lists (``operators/`` per-school files or one file); an
+official used to copy names between spreadsheets to write the request to the
+regional center (РЦОКО). Here the lists are merged per МООУСО and for the
+region, checked row by row and school by school, and compared with the
+``accounts`` dataset to produce the request: who needs a new account, whose
+account must be blocked.
+
+Decisions: an operator whose account is ``запрошена`` is already requested
+and is not requested again (listed as waiting); an account ``заблокирована``
+for a person on the list is requested anew; a person matched by name only
+(accounts have no e-mail), so a changed surname shows as one account to block
+and one to create, marked as a probable change of name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .reader import DataFolder, Finding
+from .rules import chief_position_ok, normalize_text, validate_rows
+
+NAME_RE = r"^[А-ЯЁ][а-яё]+(?:-[А-ЯЁ][а-яё]+)?(?:\s+[А-ЯЁ](?:[а-яё]+|\.))(?:\s*[А-ЯЁ](?:[а-яё]+|\.))?$"
+ACTION_CREATE = "создать учетную запись"
+ACTION_BLOCK = "заблокировать учетную запись"
+
+
+def consolidated(data: DataFolder) -> pd.DataFrame:
+    """Every operator row of the region with its school and МООУСО names (the admins' list)."""
+    ops = data.frames["operators"]
+    orgs = data.frames["organizations"].set_index("org_id")
+    out = ops.assign(
+        school=ops["org_id"].map(orgs["name"]),
+        mooyso_id=ops["org_id"].map(orgs["parent_id"]),
+    )
+    out["mooyso"] = out["mooyso_id"].map(orgs["name"])
+    return out.sort_values(["mooyso_id", "org_id", "_file", "_row"], na_position="last").reset_index(drop=True)
+
+
+def validate(data: DataFolder) -> list[Finding]:
+    """Row and school rules for operator lists; each finding names the school, file, row and column."""
+    ops = data.frames["operators"]
+    findings = validate_rows({"operators": ops}).findings()
+    if ops.empty:
+        return findings
+    role = normalize_text(ops["role"])
+    person = normalize_text(ops["full_name"])
+    chief = role == "главный оператор"
+
+    def add(mask: pd.Series, column: str, message) -> None:
+        for idx in ops.index[mask.fillna(False).to_numpy(dtype=bool)]:
+            text = message(idx) if callable(message) else message
+            findings.append(Finding("operators", ops.at[idx, "_file"], text, row=int(ops.at[idx, "_row"]),
+                                    column=column, org_id=ops.at[idx, "org_id"]))
+
+    add(chief & ~chief_position_ok(ops["position"]), "Должность",
+        lambda i: f"главный оператор в должности «{ops.at[i, 'position']}»: нужна должность не ниже "
+                  "заместителя директора")
+    add(ops["full_name"].notna() & ~ops["full_name"].astype("string").str.strip().str.match(NAME_RE, na=False),
+        "ФИО", lambda i: f"ФИО «{ops.at[i, 'full_name']}» не похоже на «Фамилия Имя Отчество» или «Фамилия И.О.»")
+    dup = person.notna() & pd.DataFrame({"o": ops["org_id"], "p": person}).duplicated(keep="first")
+    add(dup, "ФИО", lambda i: f"«{ops.at[i, 'full_name']}» уже указан(а) в списке этой школы")
+    chiefs = pd.DataFrame({"o": ops["org_id"], "p": person})[chief & person.notna()]
+    schools_per_chief = chiefs.drop_duplicates().groupby("p")["o"].transform("count")
+    twice = pd.Series(False, index=ops.index)
+    twice.loc[schools_per_chief[schools_per_chief > 1].index] = True
+    add(twice, "ФИО", lambda i: f"«{ops.at[i, 'full_name']}» — главный оператор в нескольких школах")
+    return findings
+
+
+def diff_accounts(data: DataFolder, invalid: list[Finding]) -> pd.DataFrame:
+    """One row per change the regional center must make, plus the operators already served or waiting.
+
+    Columns: action (create/block/served/waiting), org_id, full_name, position, role, email, phone, login, note.
+    Rows of the operator list with a problem are not requested (they must be fixed first).
+    """
+    ops = data.frames["operators"]
+    acc = data.frames["accounts"]
+    bad = {(f.file, f.row) for f in invalid if f.dataset == "operators"}
+    ok = ops[[(f, int(r)) not in bad for f, r in zip(ops["_file"], ops["_row"], strict=True)]] if len(ops) else ops
+    ok = ok.assign(person=normalize_text(ok["full_name"])).drop_duplicates(["org_id", "person"])
+    acc = acc.assign(person=normalize_text(acc["full_name"]), status=normalize_text(acc["status"]))
+    latest = acc.drop_duplicates(["org_id", "person"], keep="last")
+    merged = ok.merge(latest[["org_id", "person", "status", "login"]], on=["org_id", "person"], how="left")
+    action = pd.Series("create", index=merged.index)
+    status = merged["status"].astype("string")
+    action[(status == "выдана").fillna(False).to_numpy(dtype=bool)] = "served"
+    action[(status == "запрошена").fillna(False).to_numpy(dtype=bool)] = "waiting"
+    rows = merged.assign(action=action, note="")
+    rows.loc[(status == "заблокирована").fillna(False).to_numpy(dtype=bool), "note"] = \
+        "ранее заблокирована, требуется новая"
+    # Everyone on a list counts as listed, even on a row with a problem: a typo is no reason to block.
+    listed = set(zip(ops["org_id"], normalize_text(ops["full_name"]), strict=True))
+    not_listed = pd.Series([(o, p) not in listed for o, p in zip(acc["org_id"], acc["person"], strict=True)],
+                           index=acc.index, dtype=bool)
+    stale = acc[(acc["status"] == "выдана").fillna(False).astype(bool) & not_listed]
+    stale = stale.assign(action="block", note="нет в утвержденном списке операторов", position=None, role=None,
+                         email=None, phone=None)
+    # A changed surname: same school, same first name and patronymic, one to create and one to block.
+    rest = lambda p: " ".join(str(p).split()[1:])  # noqa: E731
+    creates = rows[rows["action"] == "create"]
+    renamed = {(o, rest(p)) for o, p in zip(creates["org_id"], creates["person"], strict=True)}
+    mark = [(o, rest(p)) in renamed and rest(p) != "" for o, p in zip(stale["org_id"], stale["person"], strict=True)]
+    stale.loc[mark, "note"] = "вероятно, смена ФИО: " + stale.loc[mark, "note"]
+    cols = ["action", "org_id", "full_name", "position", "role", "email", "phone", "login", "note"]
+    out = pd.concat([rows[cols], stale[cols]], ignore_index=True)
+    order = {"create": 0, "block": 1, "waiting": 2, "served": 3}
+    return out.sort_values(["org_id", "action", "full_name"], key=lambda s: s.map(order) if s.name == "action" else s
+                           ).reset_index(drop=True)
+
+
+def changes_of(diff: pd.DataFrame) -> pd.DataFrame:
+    return diff[diff["action"].isin(["create", "block"])].reset_index(drop=True)
+
+
+def change_hash(changes: pd.DataFrame) -> str:
+    """The identity of a set of changes: the same set is never requested twice."""
+    items = sorted(
+        (a, o, str(normalize_text(pd.Series([n])).iloc[0]))
+        for a, o, n in zip(changes["action"], changes["org_id"], changes["full_name"], strict=True)
+    )
+    return hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _sheet(wb, title: str, header: list[str], rows: list[list[object]], widths: list[int]) -> None:
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    ws = wb.create_sheet(title[:31])
+    ws.append(header)
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        ws.append(row)
+    for i, w in enumerate(widths, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = w
+    ws.freeze_panes = "A2"
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(rows) + 1)}"
+
+
+REQUEST_HEADER = ["МООУСО", "Код ОО", "Образовательная организация", "Действие", "ФИО", "Должность", "Роль",
+                  "E-mail", "Телефон", "Логин", "Примечание"]
+
+
+def request_workbook(changes: pd.DataFrame, data: DataFolder, as_of: dt.date, path: Path) -> Path:
+    """The request to РЦОКО: one row per change, grouped by МООУСО and school, ready to attach in VipNet."""
+    from openpyxl import Workbook
+
+    orgs = data.frames["organizations"].set_index("org_id")
+    frame = changes.assign(
+        school=changes["org_id"].map(orgs["name"]),
+        mooyso=changes["org_id"].map(orgs["parent_id"]).map(orgs["name"]),
+        action_ru=changes["action"].map({"create": ACTION_CREATE, "block": ACTION_BLOCK}),
+        _order=changes["action"].map({"create": 0, "block": 1}),
+    ).sort_values(["mooyso", "org_id", "_order", "full_name"])
+    wb = Workbook()
+    wb.remove(wb.active)
+    rows = [[m, o, s, a, n, p, r, e, ph, lg, note] for m, o, s, a, n, p, r, e, ph, lg, note in zip(
+        frame["mooyso"], frame["org_id"], frame["school"], frame["action_ru"], frame["full_name"],
+        frame["position"], frame["role"], frame["email"], frame["phone"], frame["login"], frame["note"],
+        strict=True)]
+    rows = [[None if (isinstance(v, float) and pd.isna(v)) or v is pd.NA else v for v in r] for r in rows]
+    _sheet(wb, f"Заявка {as_of.strftime('%d.%m.%Y')}", REQUEST_HEADER, rows,
+           [38, 10, 45, 30, 32, 26, 18, 30, 18, 16, 40])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
+
+
+def consolidated_workbook(ops: pd.DataFrame, findings: list[Finding], path: Path) -> Path:
+    """The region's operator list: a sheet for the region, one per МООУСО, and one of problems."""
+    from openpyxl import Workbook
+
+    header = ["МООУСО", "Код ОО", "Образовательная организация", "ФИО", "Должность", "Роль", "E-mail", "Телефон",
+              "№ приказа", "Дата приказа", "Файл", "Строка"]
+    widths = [38, 10, 45, 32, 26, 18, 30, 18, 12, 13, 28, 8]
+
+    def rows(frame: pd.DataFrame) -> list[list[object]]:
+        cols = ["mooyso", "org_id", "school", "full_name", "position", "role", "email", "phone", "order_no",
+                "order_date", "_file", "_row"]
+        return [[None if (not isinstance(v, str) and pd.isna(v)) else v for v in r]
+                for r in frame[cols].itertuples(index=False, name=None)]
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    _sheet(wb, "Регион", header, rows(ops), widths)
+    for (mid, name), part in ops.groupby(["mooyso_id", "mooyso"], sort=True):
+        _sheet(wb, f"{mid} {name}"[:31], header, rows(part), widths)
+    _sheet(wb, "Проблемы", ["Код ОО", "Файл", "Строка", "Столбец", "Проблема"],
+           [[f.org_id, f.file, f.row, f.column, f.message] for f in findings if f.dataset == "operators"],
+           [10, 30, 8, 16, 100])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
