@@ -29,11 +29,22 @@ def _plan_check(args: argparse.Namespace) -> int:
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from .demo import generate
+    if args.scale == "demo":
+        from .demo import generate
 
-    kinds = generate(args.outdir, seed=args.seed)
+        kinds = generate(args.outdir, seed=args.seed)
+    else:
+        from .demo_scale import generate as generate_scaled
+
+        kinds = generate_scaled(args.outdir, args.scale, seed=args.seed)
     print(f"demo region written to {args.outdir}: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
 
 
 def _day(args: argparse.Namespace) -> int:
@@ -59,7 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo-data", help="write the invented demo region's data folder")
     demo.add_argument("outdir")
     demo.add_argument("--seed", type=int, default=2019)
+    demo.add_argument("--scale", choices=["demo", "region", "national"], default="demo",
+                      help="demo: 3 МООУСО, mixed formats (default); region: ≈1,500 schools; national: ≈85,000 orgs")
     demo.set_defaults(func=_demo_data)
+
+    bench = sub.add_parser("bench", help="time and memory of a campaign day, phase by phase (no SMTP)")
+    bench.add_argument("--scale", choices=["tiny", "demo", "region", "national"], default="region")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--data", help="an existing data folder (default: generated into a cache folder)")
+    bench.add_argument("--skip-extras", action="store_true", help="skip the DAG parse and SMTP measurements")
+    bench.add_argument("--messages", type=int, default=10000, help="digests to send to the loopback SMTP server")
+    bench.set_defaults(func=_bench)
 
     day = sub.add_parser("day", help="run every stage DAG of every plan covering DATE through Airflow")
     day.add_argument("date", help="YYYY-MM-DD")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import pandas as pd
 from email_validator import EmailNotValidError, validate_email
@@ -74,6 +75,7 @@ def split_emails(cell: object) -> list[str]:
     return [p.strip() for p in str(cell).replace(",", ";").split(";") if p.strip()]
 
 
+@lru_cache(maxsize=200_000)
 def _valid(address: str) -> str | None:
     try:
         return validate_email(address, check_deliverability=False).normalized
@@ -82,29 +84,28 @@ def _valid(address: str) -> str | None:
 
 
 class Directory:
-    """Addresses of every role, resolved from the registry and the operator lists."""
+    """Addresses of every role, resolved from the registry and the operator lists.
+
+    Lookups are plain dicts and each (role, organization) is resolved once: a national run asks
+    hundreds of thousands of times for the same few thousand МООУСО heads.
+    """
 
     def __init__(self, data: DataFolder):
         orgs = data.frames["organizations"]
-        self.orgs = orgs.set_index("org_id")
         self.invalid: list[tuple[str, str]] = []  # (org_id, which field) with an unusable address
-
-        def people(org_id: str, email_col: str, name_col: str) -> list[Person]:
-            if org_id not in self.orgs.index:
-                return []
-            row = self.orgs.loc[org_id]
-            out = []
-            for raw in split_emails(row.get(email_col)):
-                addr = _valid(raw)
-                if addr:
-                    out.append(Person(addr, str(row.get(name_col) or "")))
-                else:
-                    self.invalid.append((org_id, email_col))
-            return out
-
-        self._people = people
-        self.rcoko = [p for oid in orgs.loc[orgs["kind"] == "РЦОКО", "org_id"] for p in people(oid, "head_email", "head_name")]
-        self.roiv = [p for oid in orgs.loc[orgs["kind"] == "РОИВ", "org_id"] for p in people(oid, "head_email", "head_name")]
+        ids = orgs["org_id"].tolist()
+        self._name = dict(zip(ids, orgs["name"].astype(str), strict=True))
+        self._kind = dict(zip(ids, orgs["kind"], strict=True))
+        self._parent = {o: p for o, p in zip(ids, orgs["parent_id"], strict=True)
+                        if isinstance(p, str) and p in self._name}
+        self._fields = {
+            col: dict(zip(ids, orgs[col], strict=True))
+            for col in ("head_email", "head_name", "curator_email", "curator_name") if col in orgs
+        }
+        self._memo: dict[tuple[str, str], list[Person]] = {}
+        self._contact: dict[tuple[str, str], str] = {}
+        self.rcoko = [p for oid in ids if self._kind[oid] == "РЦОКО" for p in self._people(oid, "head_email", "head_name")]
+        self.roiv = [p for oid in ids if self._kind[oid] == "РОИВ" for p in self._people(oid, "head_email", "head_name")]
         ops = data.frames.get("operators")
         self.chiefs: dict[str, list[Person]] = {}
         if ops is not None and not ops.empty:
@@ -114,22 +115,39 @@ class Directory:
                 if addr:
                     self.chiefs.setdefault(org_id, []).append(Person(addr, str(name or "")))
 
+    def _people(self, org_id: str, email_col: str, name_col: str) -> list[Person]:
+        if org_id not in self._name or email_col not in self._fields:
+            return []
+        name = self._fields.get(name_col, {}).get(org_id)
+        name = "" if name is None or (isinstance(name, float) and pd.isna(name)) else str(name)
+        out = []
+        for raw in split_emails(self._fields[email_col].get(org_id)):
+            addr = _valid(raw)
+            if addr:
+                out.append(Person(addr, name))
+            else:
+                self.invalid.append((org_id, email_col))
+        return out
+
     def name(self, org_id: str) -> str:
-        return str(self.orgs.loc[org_id, "name"]) if org_id in self.orgs.index else org_id
+        return self._name.get(org_id, org_id)
 
     def parent(self, org_id: str) -> str | None:
-        if org_id not in self.orgs.index:
-            return None
-        parent = self.orgs.loc[org_id, "parent_id"]
-        return None if pd.isna(parent) or parent not in self.orgs.index else str(parent)
+        return self._parent.get(org_id)
 
     def heads(self, org_id: str) -> list[Person]:
-        return self._people(org_id, "head_email", "head_name")
+        return self.resolve("head", org_id)
 
     def resolve(self, role: str, org_id: str) -> list[Person]:
         """The people a role means for an organization, with the contract's fallbacks."""
+        key = (role, org_id)
+        if key not in self._memo:
+            self._memo[key] = self._resolve(role, org_id)
+        return self._memo[key]
+
+    def _resolve(self, role: str, org_id: str) -> list[Person]:
         if role == "head":
-            return self.heads(org_id)
+            return self._people(org_id, "head_email", "head_name")
         if role == "chief_operators":
             return self.chiefs.get(org_id) or self.heads(org_id)
         if role == "curator":
@@ -144,6 +162,12 @@ class Directory:
         raise ValueError(f"unknown role {role}")
 
     def contact(self, role: str, org_id: str) -> str:
+        key = (role, org_id)
+        if key not in self._contact:
+            self._contact[key] = self._describe(role, org_id)
+        return self._contact[key]
+
+    def _describe(self, role: str, org_id: str) -> str:
         people = self.resolve(role, org_id)
         if not people:
             return "—"

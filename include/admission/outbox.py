@@ -37,29 +37,46 @@ def _now() -> dt.datetime:
 
 def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, str, EmailMessage]],
             dry_run: bool = False) -> dict[str, int]:
-    """Record rendered messages (digest_key, kind, message); an existing key is kept as it is."""
+    """Record rendered messages (digest_key, kind, message) in one transaction; an existing key is kept as it is."""
     engine = engine_for(url)
-    added = kept = 0
-    for key, kind, msg in messages:
-        row = {
+    keys = [key for key, _, _ in messages]
+    existing: set[str] = set()
+    with engine.connect() as conn:
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            existing |= set(conn.execute(select(outbox.c.digest_key).where(outbox.c.digest_key.in_(chunk))).scalars())
+    now = _now()
+    rows = [
+        {
             "digest_key": key, "plan_id": plan_id, "as_of": as_of, "kind": kind,
             "recipient": msg["To"].addresses[0].addr_spec, "message_id": str(msg["Message-ID"]),
             "subject": str(msg["Subject"]), "stages": str(msg["X-Admission-Stages"]),
             "orgs": str(msg["X-Admission-Orgs"]), "message": to_wire(msg),
-            "status": "dry_run" if dry_run else "pending", "attempts": 0, "created_at": _now(),
-            "updated_at": _now(),
+            "status": "dry_run" if dry_run else "pending", "attempts": 0, "created_at": now, "updated_at": now,
         }
-        try:
-            with engine.begin() as conn:
-                conn.execute(outbox.insert().values(**row))
-            added += 1
-        except IntegrityError:
-            kept += 1
-            if not dry_run:  # a real run takes over what a dry run only rendered
+        for key, kind, msg in messages if key not in existing
+    ]
+    added = 0
+    try:
+        with engine.begin() as conn:
+            if rows:
+                conn.execute(outbox.insert(), rows)
+            added = len(rows)
+    except IntegrityError:  # another writer recorded some of them meanwhile: fall back to one by one
+        for row in rows:
+            try:
                 with engine.begin() as conn:
-                    conn.execute(update(outbox).where(outbox.c.digest_key == key, outbox.c.status == "dry_run")
-                                 .values(status="pending", updated_at=_now()))
-    return {"added": added, "kept": kept}
+                    conn.execute(outbox.insert().values(**row))
+                added += 1
+            except IntegrityError:
+                existing.add(row["digest_key"])
+    if existing and not dry_run:  # a real run takes over what a dry run only rendered
+        with engine.begin() as conn:
+            ordered = sorted(existing)
+            for chunk in (ordered[j:j + 500] for j in range(0, len(ordered), 500)):
+                conn.execute(update(outbox).where(outbox.c.digest_key.in_(chunk), outbox.c.status == "dry_run")
+                             .values(status="pending", updated_at=now))
+    return {"added": added, "kept": len(messages) - added}
 
 
 @dataclass

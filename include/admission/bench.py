@@ -1,0 +1,257 @@
+"""`admission bench`: the code the DAG tasks run, in-process and in their order, phase by phase.
+
+Phases: read the data folder, validate rows (GX), compute the stage results,
+decide recipients, render every digest, write the outbox (SQLite, no SMTP),
+build the report. Each phase reports wall seconds and its peak RSS (sampled).
+`floor_ratio` compares the GX validation with a plain vectorized pandas
+implementation of the same rules on the same frames, which must find exactly
+the same failures. Extras: DAG parse time in a fresh interpreter, and
+rendering + sending N digests to an SMTP server on loopback over one
+connection. A tool, not a test: it prints numbers and asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+AS_OF = dt.date(2020, 1, 15)
+
+
+class PeakRSS:
+    """Peak resident memory of this process during a block, sampled every 20 ms."""
+
+    def __init__(self):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self.proc.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def floor_failures(frames: dict[str, pd.DataFrame]) -> set[tuple[str, int, str]]:
+    """The same row rules as the GX suites, as plain vectorized pandas: (dataset, index, column)."""
+    from .rules import _rules, prepare
+
+    out: set[tuple[str, int, str]] = set()
+    for name, frame in frames.items():
+        if frame.empty:
+            continue
+        data = prepare(name, frame)
+        for rule in (r for r in _rules() if r.dataset == name):
+            exp = rule.build()
+            kind = type(exp).__name__
+            if kind == "ExpectColumnValuesToNotBeNull":
+                bad = data[exp.column].isna()
+            elif kind == "ExpectColumnValuesToMatchRegex":
+                col = data[exp.column]
+                bad = col.notna() & ~col.astype("string").str.contains(exp.regex, regex=True, na=False)
+            elif kind == "ExpectColumnValuesToBeInSet":
+                col = data[exp.column]
+                bad = col.notna() & ~col.isin(list(exp.value_set))
+            elif kind == "ExpectColumnValuesToBeBetween":
+                col = pd.to_numeric(data[exp.column], errors="coerce")
+                bad = col.notna() & (col < exp.min_value)
+            elif kind == "ExpectColumnPairValuesAToBeGreaterThanB":
+                a, b = (pd.to_numeric(data[c], errors="coerce") for c in (exp.column_A, exp.column_B))
+                bad = a.notna() & b.notna() & (a < b)
+            else:  # pragma: no cover - a new rule type must get a floor twin
+                raise NotImplementedError(kind)
+            from .schema import DATASETS
+
+            column = DATASETS[name].column(rule.column).ru
+            out.update((name, int(i), column) for i in data.index[bad.fillna(False).to_numpy(dtype=bool)])
+    return out
+
+
+def _phase(results: dict, name: str, fn, rows: int | None = None):
+    with PeakRSS() as rss:
+        start = time.perf_counter()
+        value = fn()
+        wall = time.perf_counter() - start
+    results[name] = {"wall_s": round(wall, 3), "peak_rss_mb": round(rss.peak / 2**20, 1)}
+    if rows:
+        results[name]["rows_per_s"] = round(rows / wall) if wall else None
+    return value
+
+
+def run_day(data_dir: Path, work: Path) -> dict:
+    """One campaign day through the task code, phase by phase."""
+    from . import report as rep
+    from .mail import render
+    from .notify import plan_digests
+    from .outbox import enqueue
+    from .plan import load_plan
+    from .reader import read_data_folder
+    from .rules import validate_rows
+    from .stages import evaluate_stage
+    from .store import load_findings, load_history, load_results, save_stage
+
+    plan = load_plan(REPO / "include" / "plans" / "2020-2021.yaml")
+    url = f"sqlite:///{work / 'bench.db'}"
+    phases: dict[str, dict] = {}
+    total_start = time.perf_counter()
+    with PeakRSS() as total_rss:
+        data = _phase(phases, "read", lambda: read_data_folder(data_dir))
+        rows = sum(len(f) for f in data.frames.values())
+        phases["read"]["rows_per_s"] = round(rows / phases["read"]["wall_s"])
+        import great_expectations  # noqa: F401  (import cost is not validation cost)
+
+        validation = _phase(phases, "validate", lambda: validate_rows(data.frames), rows)
+        floor = _phase(phases, "validate_floor", lambda: floor_failures(data.frames), rows)
+        gx = {(d, int(i), c) for d, i, c in zip(validation.failures["dataset"], validation.failures["index"],
+                                                validation.failures["column"], strict=True)}
+
+        def stages():
+            parts = []
+            for stage in plan.stages:
+                out = evaluate_stage(plan, stage, data, AS_OF, validation)
+                save_stage(url, plan.id, stage.number, AS_OF, out.results, out.findings)
+                parts.append(out.results)
+            return pd.concat(parts, ignore_index=True)
+
+        results = _phase(phases, "stages", stages)
+        digests = _phase(phases, "recipients", lambda: plan_digests(plan, AS_OF, results, data), len(results))
+        messages = _phase(phases, "render", lambda: [(d.key, d.kind, render(d, plan, "monitor@region.example"))
+                                                     for d in digests], len(digests))
+        _phase(phases, "outbox", lambda: enqueue(url, plan.id, AS_OF, messages), len(messages))
+
+        def report():
+            today = load_results(url, plan.id, AS_OF)
+            r = rep.build(plan, AS_OF, today, today.iloc[0:0], None, data.frames["organizations"],
+                          load_findings(url, plan.id, AS_OF))
+            rep.chart(plan, load_history(url, plan.id, AS_OF), AS_OF, work / "chart.png")
+            rep.workbook(r, today, work / "report.xlsx")
+
+        _phase(phases, "report", report)
+    total = time.perf_counter() - total_start
+    phases["validate"]["floor_ratio"] = round(phases["validate"]["wall_s"] / phases["validate_floor"]["wall_s"], 2)
+    return {
+        "rows": rows, "organizations": len(data.frames["organizations"]), "stage_results": len(results),
+        "digests": len(digests), "row_failures": len(gx),
+        "floor_agrees": gx == floor, "floor_ratio": phases["validate"]["floor_ratio"],
+        "phases": phases, "total": {"wall_s": round(total, 3), "peak_rss_mb": round(total_rss.peak / 2**20, 1),
+                                    "rows_per_s": round(rows / total)},
+    }
+
+
+def dag_parse_seconds(repeats: int = 3) -> float:
+    """All DAG files parsed in a fresh interpreter that has already imported Airflow (median of runs)."""
+    folder = str(REPO / "dags")
+    code = (
+        "import time, airflow.sdk\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"t = time.perf_counter(); bag = DagBag(dag_folder={folder!r})\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    env = os.environ.copy() | {"AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return round(statistics.median(times), 3)
+
+
+def smtp_throughput(n: int) -> dict:
+    """Render and send n digests to an aiosmtpd server on loopback over one connection."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from .mail import render
+    from .notify import Digest, Item, Person
+    from .outbox import SmtpTransport, deliver, enqueue, smtp_settings
+    from .plan import load_plan
+
+    class Sink:
+        count = 0
+
+        async def handle_DATA(self, server, session, envelope):
+            Sink.count += 1
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        plan = load_plan(REPO / "include" / "plans" / "2020-2021.yaml")
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/smtp.db"
+            start = time.perf_counter()
+            messages = []
+            for i in range(n):
+                item = Item(5, f"S{i}", f"Школа № {i}", "ОО", "overdue", dt.date(2019, 12, 16), 30, 0,
+                            ["нет главного оператора в должности не ниже заместителя директора"], "УО: uo@x.example")
+                d = Digest(plan.id, AS_OF, "overdue", Person(f"head{i}@school.example", "Руководитель"), [item])
+                messages.append((d.key, d.kind, render(d, plan, "monitor@region.example")))
+            enqueue(url, plan.id, AS_OF, messages)
+            rendered = time.perf_counter() - start
+            transport = SmtpTransport(smtp_settings("127.0.0.1", port, None, None, {"ssl": "false"}))
+            counts = deliver(url, plan.id, AS_OF, transport)
+            total = time.perf_counter() - start
+    finally:
+        controller.stop()
+    return {"messages": n, "delivered": counts["delivered"], "received": Sink.count,
+            "render_and_store_s": round(rendered, 3), "total_s": round(total, 3),
+            "messages_per_s": round(n / total, 1), "send_only_per_s": round(n / (total - rendered), 1)}
+
+
+def main(args) -> int:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    scale = args.scale
+    with tempfile.TemporaryDirectory(prefix="admission-bench-") as tmp:
+        work = Path(tmp)
+        if args.data:
+            data_dir = Path(args.data)
+        else:
+            data_dir = Path(tempfile.gettempdir()) / f"admission-bench-data-{scale}"
+            if not (data_dir / "organizations.csv").exists() and not (data_dir / "organizations.xlsx").exists():
+                if scale in ("tiny", "demo"):
+                    from .demo import generate
+
+                    generate(data_dir)
+                else:
+                    from .demo_scale import generate as generate_scaled
+
+                    generate_scaled(data_dir, scale)
+        result = {"scale": scale, "as_of": AS_OF.isoformat(), "date_measured": dt.date.today().isoformat(),
+                  "cpus": os.cpu_count(), **run_day(data_dir, work)}
+        if not args.skip_extras:
+            result["dag_parse_s"] = dag_parse_seconds()
+            result["smtp"] = smtp_throughput(args.messages if scale != "tiny" else 200)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0 if result["floor_agrees"] else 1
