@@ -175,7 +175,8 @@ def test_make_day_on_2019_12_18_reports_overdue_stages_and_mails_once(airflow_db
     assert table[6]["overdue"] == 0 and table[7]["overdue"] == 0  # deadlines not reached yet
     delivered = len(smtp_sink.received)
     assert delivered > 0 and "escalation" in out.stdout
-    assert {m["X-Admission-Kind"] for m in smtp_sink.messages()} == {"overdue", "escalation", "reminder"}
+    kinds = {m["X-Admission-Kind"] for m in smtp_sink.messages()}
+    assert kinds == {"overdue", "escalation", "reminder", "report", "request"}
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(smtp_sink.received) == delivered  # the same day again delivers nothing
