@@ -19,13 +19,13 @@ import logging
 import smtplib
 import socket
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from .mail import to_wire
+from .mail import recipient_of, to_wire
 from .store import engine_for, outbox
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, str, EmailMessage]],
+def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, str, Message]],
             dry_run: bool = False) -> dict[str, int]:
     """Record rendered messages (digest_key, kind, message) in one transaction; an existing key is kept as it is."""
     engine = engine_for(url)
@@ -49,7 +49,7 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
     rows = [
         {
             "digest_key": key, "plan_id": plan_id, "as_of": as_of, "kind": kind,
-            "recipient": msg["To"].addresses[0].addr_spec, "message_id": str(msg["Message-ID"]),
+            "recipient": recipient_of(msg), "message_id": str(msg["Message-ID"]),
             "subject": str(msg["Subject"]), "stages": str(msg["X-Admission-Stages"]),
             "orgs": str(msg["X-Admission-Orgs"]), "message": to_wire(msg),
             "status": "dry_run" if dry_run else "pending", "attempts": 0, "created_at": now, "updated_at": now,
@@ -181,8 +181,9 @@ class SmtpTransport:
 
     def deliver(self, row: dict) -> str:
         # The stored bytes go out as they are: what the outbox recorded is what the recipient gets.
-        refused = self.client.smtp.sendmail(self.settings.from_email, [row["recipient"]],
-                                            row["message"].encode("utf-8"))
+        # As str: the stored text is ASCII (encoded headers, base64 parts) and smtplib turns its line
+        # ends into CRLF; bytes would go out with bare LFs, which strict servers refuse.
+        refused = self.client.smtp.sendmail(self.settings.from_email, [row["recipient"]], row["message"])
         if refused:  # only possible with several recipients; we send one per message
             code, text = next(iter(refused.values()))
             raise smtplib.SMTPRecipientsRefused({row["recipient"]: (code, text)})
