@@ -49,7 +49,7 @@ def _inns(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _ogrns(rng: np.random.Generator, n: int) -> np.ndarray:
-    body = rng.integers(10**11, 10**12, size=n, dtype=np.int64)
+    body = rng.integers(10**10, 10**11, size=n, dtype=np.int64)  # "1" + 11 digits, then the check digit
     return np.char.add(np.char.add("1", body.astype(str)), ((10**11 + body) % 11 % 10).astype(str))
 
 

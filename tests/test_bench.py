@@ -1,0 +1,59 @@
+"""The benchmark is a tool: here only that it runs at a tiny scale and that its floor agrees with GX."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from admission.bench import floor_failures
+from admission.rules import validate_rows
+
+
+def test_floor_finds_exactly_the_failures_gx_finds(demo_data):
+    gx = validate_rows(demo_data.frames).failures
+    assert floor_failures(demo_data.frames) == {
+        (d, int(i), c) for d, i, c in zip(gx["dataset"], gx["index"], gx["column"], strict=True)}
+    assert len(gx) > 10
+
+
+def test_bench_runs_at_a_tiny_scale_and_prints_one_json_object(tmp_path, demo_dir):
+    out = subprocess.run([str(Path(sys.executable).parent / "admission"), "bench", "--scale", "tiny", "--json",
+                          "--data", str(demo_dir)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["floor_agrees"] is True
+    assert set(result["phases"]) == {"read", "validate", "validate_floor", "stages", "recipients", "render", "outbox",
+                                     "report"}
+    assert all(p["wall_s"] >= 0 and p["peak_rss_mb"] > 0 for p in result["phases"].values())
+    assert result["digests"] > 0 and result["smtp"]["received"] == result["smtp"]["messages"] == 200
+    assert result["dag_parse_s"] > 0
+
+
+def _tree_hash(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            h.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def test_region_scale_generator_is_deterministic_and_readable(tmp_path, plan):
+    from admission.demo_scale import generate
+    from admission.reader import read_data_folder
+    from admission.stages import evaluate_stage, summarize
+
+    counts = generate(tmp_path / "a", "region")
+    generate(tmp_path / "b", "region")
+    assert _tree_hash(tmp_path / "a") == _tree_hash(tmp_path / "b")
+    assert counts["ОО"] == 1500
+    data = read_data_folder(tmp_path / "a")
+    assert len(data["organizations"]) == sum(counts[k] for k in ("РОИВ", "РЦОКО", "МООУСО", "ОО", "ДОУ"))
+    assert {f.file for f in data.findings} == {"informing.csv"}  # the seeded impossible dates
+    per_school = data["operators"][data["operators"]["_file"] != "operators/_all_other_schools.csv"]
+    assert len(per_school) > 0 and per_school["org_id"].str.startswith("S").all()
+    for number in (5, 7):
+        s = summarize(evaluate_stage(plan, plan.stage(number), data, __import__("datetime").date(2020, 1, 15)).results)
+        assert s["complete"] > 0 and s["lagging"] + s["overdue"] > 0
