@@ -80,6 +80,15 @@ def _env() -> Environment:
     return env
 
 
+def contract_headers(msg: EmailMessage, plan_id: str, kind: str, stages, org_ids, as_of: dt.date) -> None:
+    """The machine-readable headers of contract section 5."""
+    msg["X-Admission-Campaign"] = clean_header(plan_id)
+    msg["X-Admission-Kind"] = kind
+    msg["X-Admission-Stages"] = ",".join(str(s) for s in sorted(set(stages)))
+    msg["X-Admission-Orgs"] = clean_header(",".join(sorted(set(org_ids))))
+    msg["X-Admission-Date"] = as_of.isoformat()
+
+
 def message_id(digest_key: str, domain: str) -> str:
     return f"<{hashlib.sha256(digest_key.encode()).hexdigest()[:40]}@{domain}>"
 
@@ -225,11 +234,7 @@ def render_request(plan: Plan, as_of: dt.date, recipient, changes: list[dict], o
     msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
     msg["Message-ID"] = message_id(f"{plan.id}|request|{change_hash}|{recipient.email.lower()}",
                                    from_email.rsplit("@", 1)[-1] or "admission.local")
-    msg["X-Admission-Campaign"] = clean_header(plan.id)
-    msg["X-Admission-Kind"] = "request"
-    msg["X-Admission-Stages"] = "5,6"
-    msg["X-Admission-Orgs"] = clean_header(",".join(sorted(set(org_ids))))
-    msg["X-Admission-Date"] = as_of.isoformat()
+    contract_headers(msg, plan.id, "request", [5, 6], org_ids, as_of)
     msg.set_content(_env().get_template("request.txt.j2").render(context), subtype="plain", charset="utf-8",
                     cte="base64")
     msg.add_alternative(_env().get_template("request.html.j2").render(context), subtype="html", charset="utf-8",

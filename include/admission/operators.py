@@ -25,6 +25,7 @@ import pandas as pd
 
 from .reader import DataFolder, Finding
 from .rules import chief_position_ok, normalize_text, validate_rows
+from .xlsx import write_sheet
 
 NAME_RE = r"^[А-ЯЁ][а-яё]+(?:-[А-ЯЁ][а-яё]+)?(?:\s+[А-ЯЁ](?:[а-яё]+|\.))(?:\s*[А-ЯЁ](?:[а-яё]+|\.))?$"
 ACTION_CREATE = "создать учетную запись"
@@ -128,22 +129,6 @@ def change_hash(changes: pd.DataFrame) -> str:
     return hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def _sheet(wb, title: str, header: list[str], rows: list[list[object]], widths: list[int]) -> None:
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    ws = wb.create_sheet(title[:31])
-    ws.append(header)
-    for cell in ws[1]:
-        cell.font = Font(bold=True)
-    for row in rows:
-        ws.append(row)
-    for i, w in enumerate(widths, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = w
-    ws.freeze_panes = "A2"
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(rows) + 1)}"
-
-
 REQUEST_HEADER = ["МООУСО", "Код ОО", "Образовательная организация", "Действие", "ФИО", "Должность", "Роль",
                   "E-mail", "Телефон", "Логин", "Примечание"]
 
@@ -166,7 +151,7 @@ def request_workbook(changes: pd.DataFrame, data: DataFolder, as_of: dt.date, pa
         frame["position"], frame["role"], frame["email"], frame["phone"], frame["login"], frame["note"],
         strict=True)]
     rows = [[None if (isinstance(v, float) and pd.isna(v)) or v is pd.NA else v for v in r] for r in rows]
-    _sheet(wb, f"Заявка {as_of.strftime('%d.%m.%Y')}", REQUEST_HEADER, rows,
+    write_sheet(wb, f"Заявка {as_of.strftime('%d.%m.%Y')}", REQUEST_HEADER, rows,
            [38, 10, 45, 30, 32, 26, 18, 30, 18, 16, 40])
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
@@ -189,10 +174,10 @@ def consolidated_workbook(ops: pd.DataFrame, findings: list[Finding], path: Path
 
     wb = Workbook()
     wb.remove(wb.active)
-    _sheet(wb, "Регион", header, rows(ops), widths)
+    write_sheet(wb, "Регион", header, rows(ops), widths)
     for (mid, name), part in ops.groupby(["mooyso_id", "mooyso"], sort=True):
-        _sheet(wb, f"{mid} {name}"[:31], header, rows(part), widths)
-    _sheet(wb, "Проблемы", ["Код ОО", "Файл", "Строка", "Столбец", "Проблема"],
+        write_sheet(wb, f"{mid} {name}"[:31], header, rows(part), widths)
+    write_sheet(wb, "Проблемы", ["Код ОО", "Файл", "Строка", "Столбец", "Проблема"],
            [[f.org_id, f.file, f.row, f.column, f.message] for f in findings if f.dataset == "operators"],
            [10, 30, 8, 16, 100])
     path.parent.mkdir(parents=True, exist_ok=True)

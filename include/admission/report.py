@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .mail import _env, clean_header, message_id, ru_date
+from .mail import _env, clean_header, contract_headers, message_id, ru_date
 from .notify import Person
 from .plan import Plan
+from .xlsx import write_sheet
 
 STATUS_RU = {"complete": "выполнено", "lagging": "отстает", "overdue": "просрочено"}
 XLSX_MIME = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -131,39 +132,25 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
 def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     """One sheet per stage (every organization, status, what is missing) and one of data problems."""
     from openpyxl import Workbook
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
 
     wb = Workbook()
     wb.remove(wb.active)
 
-    def sheet(title: str, header: list[str], rows: list[list[object]], widths: list[int]) -> None:
-        ws = wb.create_sheet(title[:31])
-        ws.append(header)
-        for cell in ws[1]:
-            cell.font = Font(bold=True)
-        for row in rows:
-            ws.append(row)
-        for i, w in enumerate(widths, start=1):
-            ws.column_dimensions[get_column_letter(i)].width = w
-        ws.freeze_panes = "A2"
-        ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(rows) + 1)}"
-
-    sheet("Сводка", ["Этап", "Название", "Срок", "Дней до срока", "Выполнено", "Отстают", "Просрочено", "Всего",
+    write_sheet(wb, "Сводка", ["Этап", "Название", "Срок", "Дней до срока", "Выполнено", "Отстают", "Просрочено", "Всего",
                      "% выполнения"],
           [[r.stage, r.title, r.deadline, r.days_left, r.complete, r.lagging, r.overdue, r.total, r.pct]
            for r in report.stages.itertuples()], [6, 50, 12, 14, 11, 10, 12, 8, 13])
     names = today.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
     for stage in sorted(report.plan.stages, key=lambda s: s.number):
         r = today[today["stage"] == stage.number].sort_values(["status", "org_id"])
-        sheet(f"Этап {stage.number}", ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки",
+        write_sheet(wb, f"Этап {stage.number}", ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки",
                                        "Что не сделано"],
               [[x.org_id, x.name, x.kind, names.get(x.parent_id, x.parent_id) if isinstance(x.parent_id, str) else "",
                 STATUS_RU.get(x.status, x.status), None if pd.isna(x.days_overdue) else int(x.days_overdue),
                 "; ".join(x.missing or [])] for x in r.itertuples()],
               [10, 50, 8, 40, 12, 15, 100])
     p = report.problems
-    sheet("Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
+    write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           [[x.dataset, x.file, None if pd.isna(x.row) else int(x.row), x.column, x.org_id, x.message]
            for x in p.itertuples()], [20, 40, 8, 22, 16, 100])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,12 +182,8 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
     msg["To"] = Address(display_name=clean_header(recipient.name), addr_spec=recipient.email)
     msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
     msg["Message-ID"] = message_id(key, domain)
-    msg["X-Admission-Campaign"] = clean_header(report.plan.id)
-    msg["X-Admission-Kind"] = "report"
-    msg["X-Admission-Stages"] = ",".join(str(s) for s in context["stage_numbers"])
-    orgs = sorted(set(report.longest["org_id"]))
-    msg["X-Admission-Orgs"] = clean_header(",".join(orgs))
-    msg["X-Admission-Date"] = report.as_of.isoformat()
+    contract_headers(msg, report.plan.id, "report", context["stage_numbers"], report.longest["org_id"],
+                     report.as_of)
     msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
     msg.get_payload()[1].add_related(png.read_bytes(), maintype="image", subtype="png", cid=cid,

@@ -69,6 +69,18 @@ def window(plan: Plan) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
+def plan_dag_args(plan: Plan, schedule_, tags_: list[str]) -> dict:
+    """What every DAG of a plan shares: window, default_args, params, no catch-up, one run at a time."""
+    start, end = window(plan)
+    return dict(schedule=schedule_, start_date=start, end_date=end, catchup=False, max_active_runs=1,
+                default_args=DEFAULT_ARGS, params=params(), tags=tags_)
+
+
+def after_stages(plan: Plan) -> list[Asset]:
+    """Schedule of the follow-up DAGs: every stage of the plan has stored its results."""
+    return [stage_asset(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)]
+
+
 def stage_doc(plan: Plan, stage: Stage) -> str:
     deadline = stage.deadline.isoformat() if stage.deadline else "нет (весь период кампании)"
     resp = "; ".join(f"{k}: {ROLE_RU[v]}" for k, v in stage.responsible.items())
@@ -87,20 +99,11 @@ def stage_doc(plan: Plan, stage: Stage) -> str:
 
 
 def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
-    start, end = window(plan)
-
     @dag(
         dag_id=stage_dag_id(plan, stage),
         description=f"{plan.id}: этап {stage.number} — {stage.title}",
         doc_md=stage_doc(plan, stage),
-        schedule=schedule(plan),
-        start_date=start,
-        end_date=end,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        params=params(),
-        tags=tags(plan, stage),
+        **plan_dag_args(plan, schedule(plan), tags(plan, stage)),
     )
     def stage_dag() -> None:
         @task(task_id="resolve_as_of")
@@ -161,8 +164,6 @@ def report_dag_id(plan: Plan) -> str:
 
 
 def build_report_dag(plan: Plan) -> DAG:
-    start, end = window(plan)
-
     @dag(
         dag_id=report_dag_id(plan),
         description=f"{plan.id}: ежедневный отчет для министерства",
@@ -174,14 +175,7 @@ def build_report_dag(plan: Plan) -> DAG:
             "(kind `report`, chart inline, workbook attached) to the ministry's (`РОИВ`) head e-mail(s) "
             "through the same outbox as the other mail. Params: `as_of`, `dry_run`."
         ),
-        schedule=[stage_asset(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)],
-        start_date=start,
-        end_date=end,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        params=params(),
-        tags=tags(plan),
+        **plan_dag_args(plan, after_stages(plan), tags(plan)),
     )
     def report_dag() -> None:
         @task(task_id="build_report")
@@ -209,8 +203,6 @@ def operators_dag_id(plan: Plan) -> str:
 
 
 def build_operators_dag(plan: Plan) -> DAG:
-    start, end = window(plan)
-
     @dag(
         dag_id=operators_dag_id(plan),
         description=f"{plan.id}: списки операторов ОО и заявка в РЦОКО (этапы 5–6)",
@@ -224,14 +216,7 @@ def build_operators_dag(plan: Plan) -> DAG:
             "XLSX and mails it to the regional center (kind `request`). The same set of changes is never "
             "requested twice. Params: `as_of`, `dry_run`."
         ),
-        schedule=schedule(plan),
-        start_date=start,
-        end_date=end,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        params=params(),
-        tags=tags(plan),
+        **plan_dag_args(plan, schedule(plan), tags(plan)),
     )
     def operators_dag() -> None:
         @task(task_id="collect_operators")
@@ -269,20 +254,11 @@ def notify_doc(plan: Plan) -> str:
 
 
 def build_notify_dag(plan: Plan) -> DAG:
-    start, end = window(plan)
-
     @dag(
         dag_id=notify_dag_id(plan),
         description=f"{plan.id}: напоминания, уведомления о просрочке, эскалация",
         doc_md=notify_doc(plan),
-        schedule=[stage_asset(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)],
-        start_date=start,
-        end_date=end,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        params=params(),
-        tags=tags(plan),
+        **plan_dag_args(plan, after_stages(plan), tags(plan)),
     )
     def notify_dag() -> None:
         @task(task_id="compose_digests")
