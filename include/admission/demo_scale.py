@@ -86,7 +86,8 @@ def generate(outdir: str | Path, scale: str = "region", seed: int = 2019) -> dic
                                 np.char.add("РЦОКО № ", np.arange(1, n_reg + 1).astype(str)),
                                 np.char.add("Управление образования ", mo),
                                 np.char.add("Школа ", oo), np.char.add("Детский сад ", dou)]),
-        "parent_id": np.concatenate([[""] * (2 * n_reg + n_mo), oo_parent, dou_parent]),
+        # Several regions in one folder: МООУСО and РЦОКО name their РОИВ (an optional use of parent_id).
+        "parent_id": np.concatenate([[""] * n_reg, roiv, roiv[np.arange(n_mo) % n_reg], oo_parent, dou_parent]),
         "head_name": heads,
         "website": np.concatenate([[""] * (2 * n_reg), np.char.add("https://", np.char.add(np.char.lower(mo),
                                    "." + DOMAIN)), np.char.add("https://", np.char.add(np.char.lower(oo), "." + DOMAIN)),

@@ -103,6 +103,11 @@ class Directory:
             for col in ("head_email", "head_name", "curator_email", "curator_name") if col in orgs
         }
         self._memo: dict[tuple[str, str], list[Person]] = {}
+        # Optional extension for folders with several regions: parent_id of a МООУСО or РЦОКО names its РОИВ.
+        self._in_region: dict[str, list[str]] = {}
+        for oid, parent in self._parent.items():
+            if self._kind.get(parent) == "РОИВ":
+                self._in_region.setdefault(parent, []).append(oid)
         self._contact: dict[tuple[str, str], str] = {}
         self.rcoko = [p for oid in ids if self._kind[oid] == "РЦОКО" for p in self._people(oid, "head_email", "head_name")]
         self.roiv = [p for oid in ids if self._kind[oid] == "РОИВ" for p in self._people(oid, "head_email", "head_name")]
@@ -129,6 +134,15 @@ class Directory:
                 self.invalid.append((org_id, email_col))
         return out
 
+    def region(self, org_id: str) -> str | None:
+        """The РОИВ above an organization when the registry links МООУСО/РЦОКО to one (a national folder)."""
+        seen = 0
+        while org_id is not None and seen < 5:
+            if self._kind.get(org_id) == "РОИВ":
+                return org_id
+            org_id, seen = self._parent.get(org_id), seen + 1
+        return None
+
     def name(self, org_id: str) -> str:
         return self._name.get(org_id, org_id)
 
@@ -153,12 +167,15 @@ class Directory:
         if role == "curator":
             return self._people(org_id, "curator_email", "curator_name") or self.resolve("mooyso_head", org_id)
         if role == "rcoko_head":
-            return self.rcoko
+            region = self.region(org_id)
+            return [p for oid in self._in_region.get(region, ()) if self._kind[oid] == "РЦОКО"
+                    for p in self.heads(oid)] or self.rcoko
         if role == "mooyso_head":
             parent = self.parent(org_id)
-            return self.heads(parent) if parent else self.roiv
+            return self.heads(parent) if parent and self._kind[parent] == "МООУСО" else self.resolve("roiv_head", org_id)
         if role == "roiv_head":
-            return self.roiv
+            region = self.region(org_id)
+            return (self.heads(region) if region else []) or self.roiv
         raise ValueError(f"unknown role {role}")
 
     def contact(self, role: str, org_id: str) -> str:

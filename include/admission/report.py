@@ -56,7 +56,8 @@ def stage_table(plan: Plan, today: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
 def municipality_table(today: pd.DataFrame, orgs: pd.DataFrame) -> pd.DataFrame:
     """Per МООУСО (its own lags and those of its schools and preschools): organizations not complete, per stage."""
     names = orgs.set_index("org_id")["name"].to_dict()
-    mooyso = today["parent_id"].where(today["parent_id"].notna(), today["org_id"].where(today["kind"] == "МООУСО"))
+    school = today["kind"].isin(["ОО", "ДОУ"])
+    mooyso = today["parent_id"].where(school, today["org_id"].where(today["kind"] == "МООУСО"))
     frame = today.assign(mooyso=mooyso)[lambda f: f["mooyso"].notna()]
     if frame.empty:
         return pd.DataFrame(columns=["mooyso", "name"])
