@@ -25,7 +25,7 @@ import pandas as pd
 
 from .reader import DataFolder, Finding
 from .rules import chief_position_ok, normalize_text, validate_rows
-from .xlsx import write_sheet
+from .xlsx import new_workbook, write_sheet
 
 NAME_RE = r"^[А-ЯЁ][а-яё]+(?:-[А-ЯЁ][а-яё]+)?(?:\s+[А-ЯЁ](?:[а-яё]+|\.))(?:\s*[А-ЯЁ](?:[а-яё]+|\.))?$"
 ACTION_CREATE = "создать учетную запись"
@@ -135,7 +135,6 @@ REQUEST_HEADER = ["МООУСО", "Код ОО", "Образовательная
 
 def request_workbook(changes: pd.DataFrame, data: DataFolder, as_of: dt.date, path: Path) -> Path:
     """The request to РЦОКО: one row per change, grouped by МООУСО and school, ready to attach in VipNet."""
-    from openpyxl import Workbook
 
     orgs = data.frames["organizations"].set_index("org_id")
     frame = changes.assign(
@@ -144,8 +143,7 @@ def request_workbook(changes: pd.DataFrame, data: DataFolder, as_of: dt.date, pa
         action_ru=changes["action"].map({"create": ACTION_CREATE, "block": ACTION_BLOCK}),
         _order=changes["action"].map({"create": 0, "block": 1}),
     ).sort_values(["mooyso", "org_id", "_order", "full_name"])
-    wb = Workbook()
-    wb.remove(wb.active)
+    wb = new_workbook()
     rows = [[m, o, s, a, n, p, r, e, ph, lg, note] for m, o, s, a, n, p, r, e, ph, lg, note in zip(
         frame["mooyso"], frame["org_id"], frame["school"], frame["action_ru"], frame["full_name"],
         frame["position"], frame["role"], frame["email"], frame["phone"], frame["login"], frame["note"],
@@ -160,7 +158,6 @@ def request_workbook(changes: pd.DataFrame, data: DataFolder, as_of: dt.date, pa
 
 def consolidated_workbook(ops: pd.DataFrame, findings: list[Finding], path: Path) -> Path:
     """The region's operator list: a sheet for the region, one per МООУСО, and one of problems."""
-    from openpyxl import Workbook
 
     header = ["МООУСО", "Код ОО", "Образовательная организация", "ФИО", "Должность", "Роль", "E-mail", "Телефон",
               "№ приказа", "Дата приказа", "Файл", "Строка"]
@@ -172,8 +169,7 @@ def consolidated_workbook(ops: pd.DataFrame, findings: list[Finding], path: Path
         return [[None if (not isinstance(v, str) and pd.isna(v)) else v for v in r]
                 for r in frame[cols].itertuples(index=False, name=None)]
 
-    wb = Workbook()
-    wb.remove(wb.active)
+    wb = new_workbook()
     write_sheet(wb, "Регион", header, rows(ops), widths)
     for (mid, name), part in ops.groupby(["mooyso_id", "mooyso"], sort=True):
         write_sheet(wb, f"{mid} {name}"[:31], header, rows(part), widths)

@@ -19,7 +19,7 @@ import pandas as pd
 from .mail import _env, clean_header, contract_headers, message_id, ru_date
 from .notify import Person
 from .plan import Plan
-from .xlsx import write_sheet
+from .xlsx import new_workbook, write_sheet
 
 STATUS_RU = {"complete": "выполнено", "lagging": "отстает", "overdue": "просрочено"}
 XLSX_MIME = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -132,10 +132,7 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
 
 def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     """One sheet per stage (every organization, status, what is missing) and one of data problems."""
-    from openpyxl import Workbook
-
-    wb = Workbook()
-    wb.remove(wb.active)
+    wb = new_workbook()
 
     write_sheet(wb, "Сводка", ["Этап", "Название", "Срок", "Дней до срока", "Выполнено", "Отстают", "Просрочено", "Всего",
                      "% выполнения"],

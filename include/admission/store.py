@@ -133,34 +133,50 @@ def _none(value: object) -> object:
     return None if value is None or (not isinstance(value, list) and pd.isna(value)) else value
 
 
+def _column(frame: pd.DataFrame, name: str, convert=None) -> list:
+    """A column as Python values with None for missing ones (bulk, not cell by cell)."""
+    values = frame[name].astype(object)
+    values = values.where(frame[name].notna(), None).tolist()
+    return [None if v is None else convert(v) for v in values] if convert else values
+
+
+def _bulk_insert(conn, table: Table, columns: list[str], rows: list[tuple]) -> None:
+    """executemany straight on the driver: SQLAlchemy's per-row parameter processing costs more than the insert."""
+    if not rows:
+        return
+    style = conn.dialect.paramstyle
+    marks = ", ".join("?" if style == "qmark" else "%s" if style in ("format", "pyformat") else f":{c}"
+                      for c in columns)
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+    sql = f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})"
+    if style == "named":
+        conn.exec_driver_sql(sql, [dict(zip(columns, r, strict=True)) for r in rows])
+    else:
+        conn.exec_driver_sql(sql, rows)
+
+
 def save_stage(url: str, plan_id: str, stage: int, as_of: dt.date, results: pd.DataFrame,
                findings: list[Finding]) -> None:
     """Replace the results and findings of one (plan, date, stage) atomically."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    rows = [
-        {
-            "plan_id": plan_id, "as_of": as_of, "stage": stage, "org_id": r["org_id"], "kind": r["kind"],
-            "name": r["name"], "parent_id": _none(r["parent_id"]), "status": r["status"],
-            "missing": list(r["missing"]), "deadline": _none(r["deadline"]),
-            "days_overdue": None if pd.isna(r["days_overdue"]) else int(r["days_overdue"]),
-            "days_left": None if pd.isna(r["days_left"]) else int(r["days_left"]),
-            "computed_at": now,
-        }
-        for r in results.to_dict("records")
-    ]
-    frows = [
-        {"plan_id": plan_id, "as_of": as_of, "stage": stage, "dataset": f.dataset, "file": f.file, "row": f.row,
-         "column": f.column, "message": f.message, "org_id": f.org_id}
-        for f in findings
-    ]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    n = len(results)
+    day = as_of.isoformat()
+    cols = ["plan_id", "as_of", "stage", "org_id", "kind", "name", "parent_id", "status", "missing", "deadline",
+            "days_overdue", "days_left", "computed_at"]
+    rows = list(zip(
+        [plan_id] * n, [day] * n, [int(stage)] * n, _column(results, "org_id"), _column(results, "kind"),
+        _column(results, "name"), _column(results, "parent_id"), _column(results, "status"),
+        [json.dumps(list(m), ensure_ascii=False) for m in results["missing"]],
+        _column(results, "deadline", lambda d: d.isoformat()), _column(results, "days_overdue", int),
+        _column(results, "days_left", int), [now] * n, strict=True))
+    fcols = ["plan_id", "as_of", "stage", "dataset", "file", "row", "column", "message", "org_id"]
+    frows = [(plan_id, day, int(stage), f.dataset, f.file, f.row, f.column, f.message, f.org_id) for f in findings]
     with engine_for(url).begin() as conn:
         for table in (stage_result, finding):
             conn.execute(delete(table).where(table.c.plan_id == plan_id, table.c.as_of == as_of,
                                              table.c.stage == stage))
-        if rows:
-            conn.execute(insert(stage_result), rows)
-        if frows:
-            conn.execute(insert(finding), frows)
+        _bulk_insert(conn, stage_result, cols, rows)
+        _bulk_insert(conn, finding, fcols, frows)
 
 
 def load_results(url: str, plan_id: str, as_of: dt.date, stages: list[int] | None = None) -> pd.DataFrame:
@@ -169,7 +185,8 @@ def load_results(url: str, plan_id: str, as_of: dt.date, stages: list[int] | Non
     if stages:
         query = query.where(t.c.stage.in_(stages))
     with engine_for(url).connect() as conn:
-        frame = pd.DataFrame(conn.execute(query.order_by(t.c.stage, t.c.org_id)).mappings().all())
+        result = conn.execute(query.order_by(t.c.stage, t.c.org_id))
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     if frame.empty:
         return pd.DataFrame(columns=[c.name for c in t.columns])
     frame["missing"] = frame["missing"].map(lambda v: json.loads(v) if isinstance(v, str) else v)
