@@ -143,7 +143,7 @@ def request_workbook(changes: pd.DataFrame, data: DataFolder, as_of: dt.date, pa
         action_ru=changes["action"].map({"create": ACTION_CREATE, "block": ACTION_BLOCK}),
         _order=changes["action"].map({"create": 0, "block": 1}),
     ).sort_values(["mooyso", "org_id", "_order", "full_name"])
-    wb = new_workbook()
+    wb = new_workbook(path)
     rows = [[m, o, s, a, n, p, r, e, ph, lg, note] for m, o, s, a, n, p, r, e, ph, lg, note in zip(
         frame["mooyso"], frame["org_id"], frame["school"], frame["action_ru"], frame["full_name"],
         frame["position"], frame["role"], frame["email"], frame["phone"], frame["login"], frame["note"],
@@ -151,8 +151,7 @@ def request_workbook(changes: pd.DataFrame, data: DataFolder, as_of: dt.date, pa
     rows = [[None if (isinstance(v, float) and pd.isna(v)) or v is pd.NA else v for v in r] for r in rows]
     write_sheet(wb, f"Заявка {as_of.strftime('%d.%m.%Y')}", REQUEST_HEADER, rows,
            [38, 10, 45, 30, 32, 26, 18, 30, 18, 16, 40])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
+    wb.close()
     return path
 
 
@@ -169,13 +168,12 @@ def consolidated_workbook(ops: pd.DataFrame, findings: list[Finding], path: Path
         return [[None if (not isinstance(v, str) and pd.isna(v)) else v for v in r]
                 for r in frame[cols].itertuples(index=False, name=None)]
 
-    wb = new_workbook()
+    wb = new_workbook(path)
     write_sheet(wb, "Регион", header, rows(ops), widths)
     for (mid, name), part in ops.groupby(["mooyso_id", "mooyso"], sort=True):
         write_sheet(wb, f"{mid} {name}"[:31], header, rows(part), widths)
     write_sheet(wb, "Проблемы", ["Код ОО", "Файл", "Строка", "Столбец", "Проблема"],
            [[f.org_id, f.file, f.row, f.column, f.message] for f in findings if f.dataset == "operators"],
            [10, 30, 8, 16, 100])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
+    wb.close()
     return path

@@ -132,7 +132,7 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
 
 def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     """One sheet per stage (every organization, status, what is missing) and one of data problems."""
-    wb = new_workbook()
+    wb = new_workbook(path)
 
     write_sheet(wb, "Сводка", ["Этап", "Название", "Срок", "Дней до срока", "Выполнено", "Отстают", "Просрочено", "Всего",
                      "% выполнения"],
@@ -151,8 +151,7 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           [[x.dataset, x.file, None if pd.isna(x.row) else int(x.row), x.column, x.org_id, x.message]
            for x in p.itertuples()], [20, 40, 8, 22, 16, 100])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
+    wb.close()
     return path
 
 

@@ -1,35 +1,30 @@
 """Workbooks officials open: bold Russian headers, frozen header row, filters, column widths.
 
-Write-only (streaming) workbooks: a national report has ~400,000 rows, which the normal openpyxl
-model holds as cell objects (gigabytes); streaming keeps memory flat.
+Written with XlsxWriter in constant-memory mode: a national report has ~400,000 rows, which
+openpyxl needed a minute and gigabytes for; XlsxWriter streams them. (openpyxl still reads them.)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def new_workbook():
-    from openpyxl import Workbook
 
-    return Workbook(write_only=True)
+def new_workbook(path: Path):
+    import xlsxwriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return xlsxwriter.Workbook(str(path), {"constant_memory": True, "default_date_format": "dd.mm.yyyy",
+                                           "strings_to_numbers": False, "strings_to_formulas": False,
+                                           "strings_to_urls": False})
 
 
 def write_sheet(wb, title: str, header: list[str], rows, widths: list[int]) -> None:
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
     rows = list(rows)
-    ws = wb.create_sheet(title[:31])
-    for i, width in enumerate(widths, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = width
-    ws.freeze_panes = "A2"
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(rows) + 1)}"
-    bold = Font(bold=True)
-    cells = []
-    for value in header:
-        cell = WriteOnlyCell(ws, value=value)
-        cell.font = bold
-        cells.append(cell)
-    ws.append(cells)
-    for row in rows:
-        ws.append(row)
+    ws = wb.add_worksheet(title[:31])
+    for i, width in enumerate(widths):
+        ws.set_column(i, i, width)
+    ws.freeze_panes(1, 0)
+    ws.autofilter(0, 0, max(1, len(rows)), len(header) - 1)
+    ws.write_row(0, 0, header, wb.add_format({"bold": True}))
+    for r, row in enumerate(rows, start=1):
+        ws.write_row(r, 0, [None if v is None or type(v).__name__ == "NAType" or v != v else v for v in row])
