@@ -209,15 +209,34 @@ def _classify(exc: BaseException) -> tuple[str, str]:
 STALE_CLAIM = dt.timedelta(minutes=10)
 
 
-def _claim(engine, row_id: int, statuses: tuple[str, ...]) -> bool:
-    """Atomically mark a message 'sending'; False when another sender has it (or it is done)."""
+def _claim(engine, ids: list[int], statuses: tuple[str, ...]) -> set[int]:
+    """Atomically mark messages 'sending' (chunk by chunk); returns those this sender got.
+
+    Another sender's claim is respected unless it is older than STALE_CLAIM (a crashed sender).
+    """
+    import uuid
+
+    token = f"claim:{uuid.uuid4().hex}"
     stale = _now() - STALE_CLAIM
+    got: set[int] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        with engine.begin() as conn:
+            conn.execute(update(outbox).where(
+                outbox.c.id.in_(chunk),
+                outbox.c.status.in_(statuses) | ((outbox.c.status == "sending") & (outbox.c.updated_at < stale)),
+            ).values(status="sending", last_error=token, updated_at=_now()))
+            got |= set(conn.execute(select(outbox.c.id).where(outbox.c.id.in_(chunk),
+                                                               outbox.c.last_error == token)).scalars())
+    return got
+
+
+def _release(engine, claimed: set[int], previous: dict[int, str]) -> None:
+    """Give back the claims of messages not yet tried (a stopped batch leaves them for the retry)."""
     with engine.begin() as conn:
-        result = conn.execute(update(outbox).where(
-            outbox.c.id == row_id,
-            outbox.c.status.in_(statuses) | ((outbox.c.status == "sending") & (outbox.c.updated_at < stale)),
-        ).values(status="sending", updated_at=_now()))
-    return result.rowcount == 1
+        for row_id in claimed:
+            conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == "sending")
+                         .values(status=previous[row_id], last_error=None, updated_at=_now()))
 
 
 def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str, ...] | None = None,
@@ -241,37 +260,43 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
     if not rows:
         return counts
     reconnects = 0
-    with transport:
-        for row in rows:
-            if not _claim(engine, row["id"], transport.statuses_to_deliver):
-                continue
-            while True:
-                try:
-                    path = transport.deliver(row)
-                except Exception as exc:  # classified below; nothing escapes unrecorded
-                    outcome, text = _classify(exc)
-                    status = "refused" if outcome == "refused" else "failed"
-                    with engine.begin() as conn:
-                        conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-                            status=status, attempts=outbox.c.attempts + 1, last_error=text, updated_at=_now()))
-                    if outcome == "connection":
-                        if reconnects < max_reconnects and hasattr(transport, "reconnect"):
-                            reconnects += 1
-                            try:
-                                transport.reconnect()
-                                continue  # retry this message on the new connection
-                            except (OSError, smtplib.SMTPException) as again:
-                                raise TransientError(f"SMTP connection lost and not regained: {again}") from again
-                        raise TransientError(f"SMTP connection lost: {text}") from exc
-                    counts[status] += 1
-                    log.warning("message %s: %s (%s)", row["id"], status, text.split(" ", 1)[0])
-                else:
-                    with engine.begin() as conn:
-                        conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-                            status=transport.done_status, attempts=outbox.c.attempts + 1, last_error=None,
-                            path=path or row.get("path"), sent_at=_now(), updated_at=_now()))
-                    counts["delivered"] += 1
-                break
+    claimed = _claim(engine, [r["id"] for r in rows], transport.statuses_to_deliver)
+    previous = {r["id"]: r["status"] for r in rows}
+    try:
+        with transport:
+            for row in rows:
+                if row["id"] not in claimed:
+                    continue
+                while True:
+                    try:
+                        path = transport.deliver(row)
+                    except Exception as exc:  # classified below; nothing escapes unrecorded
+                        outcome, text = _classify(exc)
+                        status = "refused" if outcome == "refused" else "failed"
+                        with engine.begin() as conn:
+                            conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+                                status=status, attempts=outbox.c.attempts + 1, last_error=text, updated_at=_now()))
+                        if outcome == "connection":
+                            if reconnects < max_reconnects and hasattr(transport, "reconnect"):
+                                reconnects += 1
+                                try:
+                                    transport.reconnect()
+                                    continue  # retry this message on the new connection
+                                except (OSError, smtplib.SMTPException) as again:
+                                    raise TransientError(f"SMTP connection lost and not regained: {again}") from again
+                            raise TransientError(f"SMTP connection lost: {text}") from exc
+                        counts[status] += 1
+                        log.warning("message %s: %s (%s)", row["id"], status, text.split(" ", 1)[0])
+                    else:
+                        with engine.begin() as conn:
+                            conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+                                status=transport.done_status, attempts=outbox.c.attempts + 1, last_error=None,
+                                path=path or row.get("path"), sent_at=_now(), updated_at=_now()))
+                        counts["delivered"] += 1
+                    break
+    except BaseException:
+        _release(engine, claimed, previous)  # whatever was not tried goes back for the retry
+        raise
     return counts
 
 

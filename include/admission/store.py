@@ -125,6 +125,20 @@ request_log = Table(
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     engine = create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy import event
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:
+            # WAL lets the notify and report tasks write at once; NORMAL syncs at checkpoints, not at every
+            # commit (the outbox commits once per message): a commit survives a crash of the process,
+            # only an OS crash may lose the last ones, which the outbox then sends again.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
     metadata.create_all(engine)
     return engine
 
