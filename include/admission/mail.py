@@ -89,6 +89,19 @@ def contract_headers(msg: EmailMessage, plan_id: str, kind: str, stages, org_ids
     msg["X-Admission-Date"] = as_of.isoformat()
 
 
+def envelope(plan_id: str, kind: str, stages, org_ids, as_of: dt.date, subject: str, key: str,
+             recipient, from_email: str, from_name: str = "") -> EmailMessage:
+    """An EmailMessage with every header a report or a request carries (bodies are added by the caller)."""
+    msg = EmailMessage()
+    msg["Subject"] = clean_header(subject)
+    msg["From"] = Address(display_name=clean_header(from_name), addr_spec=from_email)
+    msg["To"] = Address(display_name=clean_header(recipient.name), addr_spec=recipient.email)
+    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    msg["Message-ID"] = message_id(key, from_email.rsplit("@", 1)[-1] or "admission.local")
+    contract_headers(msg, plan_id, kind, stages, org_ids, as_of)
+    return msg
+
+
 def message_id(digest_key: str, domain: str) -> str:
     return f"<{hashlib.sha256(digest_key.encode()).hexdigest()[:40]}@{domain}>"
 
@@ -226,15 +239,10 @@ def render_request(plan: Plan, as_of: dt.date, recipient, changes: list[dict], o
                "creates": sum(c["action"] == "create" for c in changes),
                "blocks": sum(c["action"] == "block" for c in changes), "schools": len(set(org_ids)),
                "deadline": plan.stage(6).deadline if any(s.number == 6 for s in plan.stages) else None}
-    msg = EmailMessage()
-    msg["Subject"] = clean_header(f"Заявка об изменении списка операторов АИС «Е-услуги. Образование» "
-                                  f"от {ru_date(as_of)} ({len(changes)} изменений)")
-    msg["From"] = Address(display_name=clean_header(from_name), addr_spec=from_email)
-    msg["To"] = Address(display_name=clean_header(recipient.name), addr_spec=recipient.email)
-    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    msg["Message-ID"] = message_id(f"{plan.id}|request|{change_hash}|{recipient.email.lower()}",
-                                   from_email.rsplit("@", 1)[-1] or "admission.local")
-    contract_headers(msg, plan.id, "request", [5, 6], org_ids, as_of)
+    msg = envelope(plan.id, "request", [5, 6], org_ids, as_of,
+                   f"Заявка об изменении списка операторов АИС «Е-услуги. Образование» от {ru_date(as_of)} "
+                   f"({len(changes)} изменений)", f"{plan.id}|request|{change_hash}|{recipient.email.lower()}",
+                   recipient, from_email, from_name)
     msg.set_content(_env().get_template("request.txt.j2").render(context), subtype="plain", charset="utf-8",
                     cte="base64")
     msg.add_alternative(_env().get_template("request.html.j2").render(context), subtype="html", charset="utf-8",

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 from pathlib import Path
 
 import pandas as pd
 
-from .mail import _env, clean_header, contract_headers, message_id, ru_date
+from .mail import _env, envelope, ru_date
 from .notify import Person
 from .plan import Plan
 from .xlsx import new_workbook, write_sheet
@@ -172,15 +171,9 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
     }
     text = _env().get_template("report.txt.j2").render(context)
     html = _env().get_template("report.html.j2").render(context)
-    msg = EmailMessage()
-    msg["Subject"] = clean_header(f"Ежедневный отчет: подготовка к приему в 1-й класс, кампания {report.plan.id}, "
-                                  f"на {ru_date(report.as_of)}")
-    msg["From"] = Address(display_name=clean_header(from_name), addr_spec=from_email)
-    msg["To"] = Address(display_name=clean_header(recipient.name), addr_spec=recipient.email)
-    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    msg["Message-ID"] = message_id(key, domain)
-    contract_headers(msg, report.plan.id, "report", context["stage_numbers"], report.longest["org_id"],
-                     report.as_of)
+    msg = envelope(report.plan.id, "report", context["stage_numbers"], report.longest["org_id"], report.as_of,
+                   f"Ежедневный отчет: подготовка к приему в 1-й класс, кампания {report.plan.id}, "
+                   f"на {ru_date(report.as_of)}", key, recipient, from_email, from_name)
     msg.set_content(text, subtype="plain", charset="utf-8", cte="base64")
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
     msg.get_payload()[1].add_related(png.read_bytes(), maintype="image", subtype="png", cid=cid,

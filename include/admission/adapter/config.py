@@ -73,3 +73,13 @@ def as_of_date(plan: Plan, params: dict, logical_date: dt.datetime | None, run_a
     if moment is None:
         return dt.datetime.now(plan.tz).date()
     return moment.astimezone(plan.tz).date()
+
+
+def smtp_or_defaults():
+    """SMTP settings of `admission_smtp`, or the defaults (sender address) when the connection is absent."""
+    from admission.outbox import smtp_settings
+
+    conn = get_connection("admission_smtp")
+    if conn is None:
+        return None, smtp_settings(None, None, None, None, {})
+    return conn, smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson)

@@ -38,7 +38,7 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Decide who gets what today, render every digest and record it in the outbox."""
     from admission.mail import render
     from admission.notify import plan_digests
-    from admission.outbox import enqueue, smtp_settings
+    from admission.outbox import enqueue
     from admission.reader import read_data_folder
     from admission.store import load_results
     from admission.workdays import WorkCalendar
@@ -54,9 +54,7 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
         return {"as_of": as_of_iso, "digests": 0}
     data = read_data_folder(config.data_dir(), ["operators"])
     digests = plan_digests(plan, as_of, results, data)
-    conn = config.get_connection("admission_smtp")
-    sender = smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson) if conn else \
-        smtp_settings(None, None, None, None, {})
+    _, sender = config.smtp_or_defaults()
     messages = [(d.key, d.kind, render(d, plan, sender.from_email, sender.from_name)) for d in digests]
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
     by_kind: dict[str, int] = {}
@@ -69,18 +67,18 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
 def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
                  kinds: tuple[str, ...] = ("reminder", "overdue", "escalation")) -> dict:
     """Deliver what the outbox holds for the day: SMTP when configured, else .eml files."""
-    from admission.outbox import EmlTransport, SmtpTransport, TransientError, deliver, smtp_settings
+    from admission.outbox import EmlTransport, SmtpTransport, TransientError, deliver
 
     as_of = dt.date.fromisoformat(as_of_iso)
     if dry_run:
         log.info("dry run: nothing is sent")
         return {"as_of": as_of_iso, "dry_run": True}
-    conn = config.get_connection("admission_smtp")
+    conn, settings = config.smtp_or_defaults()
     if conn is None:
         transport = EmlTransport(config.output_dir() / "mail")
         where = str(transport.folder)
     else:
-        transport = SmtpTransport(smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson))
+        transport = SmtpTransport(settings)
         where = f"smtp {conn.host}:{conn.port}"
     try:
         counts = deliver(config.store_url(), plan.id, as_of, transport, kinds=kinds)
@@ -96,7 +94,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Tables, chart, workbook and Data Docs for the day; the mail goes to the outbox (kind `report`)."""
     from admission import report as rep
     from admission.notify import Directory
-    from admission.outbox import enqueue, smtp_settings
+    from admission.outbox import enqueue
     from admission.reader import read_data_folder
     from admission.store import load_findings, load_history, load_results, previous_date
     from admission.workdays import WorkCalendar
@@ -122,9 +120,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
         docs = rep.data_docs(config.data_dir(), folder / "data_docs")
     except Exception as exc:  # the report must not be lost for the sake of the docs
         log.warning("GX Data Docs not built: %s", exc)
-    conn = config.get_connection("admission_smtp")
-    sender = smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson) if conn else \
-        smtp_settings(None, None, None, None, {})
+    _, sender = config.smtp_or_defaults()
     recipients = Directory(data).roiv
     link = docs.as_uri() if docs else None
     messages = []
@@ -141,7 +137,7 @@ def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     from admission import operators as opmod
     from admission.mail import render_request
     from admission.notify import Directory
-    from admission.outbox import enqueue, smtp_settings
+    from admission.outbox import enqueue
     from admission.reader import read_data_folder
     from admission.store import record_request, request_known, save_operator_snapshot
 
@@ -166,9 +162,7 @@ def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
         log.info("the same set of changes was requested on %s: no new request", known["as_of"])
         return summary | {"request": known["path"], "already_requested_on": str(known["as_of"])}
     xlsx = opmod.request_workbook(changes, data, as_of, folder / f"request_{as_of.isoformat()}.xlsx")
-    conn = config.get_connection("admission_smtp")
-    sender = smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson) if conn else \
-        smtp_settings(None, None, None, None, {})
+    _, sender = config.smtp_or_defaults()
     records = changes.astype(object).where(changes.notna(), None).to_dict("records")
     messages = [
         (f"{plan.id}|request|{digest}|{p.email.lower()}", "request",
