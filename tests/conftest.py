@@ -147,6 +147,14 @@ class SmtpSink:
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, decode_data=False)
         self.controller.start()
 
+    def conn_json(self, **extra: str) -> str:
+        """The `admission_smtp` connection (environment form) pointing at this sink."""
+        import json
+
+        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port,
+                           "extra": {"ssl": "false", "starttls": "false", "from_email": "monitor@region.example",
+                                     **extra}})
+
     def messages(self):
         from email import message_from_bytes, policy
 
@@ -161,3 +169,16 @@ def smtp_sink():
     sink = SmtpSink()
     yield sink
     sink.stop()
+
+
+def airflow_env(data_dir: Path, output_dir: Path, sink: SmtpSink | None = None, **smtp_extra: str) -> dict[str, str]:
+    """The Variables (and SMTP connection) a task reads, as environment variables."""
+    env = {"AIRFLOW_VAR_ADMISSION_DATA_DIR": str(data_dir), "AIRFLOW_VAR_ADMISSION_OUTPUT_DIR": str(output_dir)}
+    if sink is not None:
+        env["AIRFLOW_CONN_ADMISSION_SMTP"] = sink.conn_json(**smtp_extra)
+    return env
+
+
+def set_airflow_env(monkeypatch, *args, **kwargs) -> None:
+    for key, value in airflow_env(*args, **kwargs).items():
+        monkeypatch.setenv(key, value)

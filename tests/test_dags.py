@@ -11,6 +11,7 @@ from unittest import mock  # noqa: F401
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import airflow_env, set_airflow_env
 
 REPO = Path(__file__).resolve().parents[1]
 PLANS = ("2020_2021", "2027_2028")
@@ -35,7 +36,7 @@ def test_every_dag_follows_the_policy(dagbag):
         if dag_id.startswith(("notify_", "report_", "collect_operators_")):
             plan_id = dag_id.rsplit("_", 2)[-2] + "-" + dag_id.rsplit("_", 1)[-1]
             assert set(dag.tags) == {"admission", f"campaign:{plan_id}"}, dag_id
-            assert dag.doc_md and "admission_output_dir" in dag.doc_md or "admission_smtp" in dag.doc_md
+            assert dag.doc_md and ("admission_output_dir" in dag.doc_md or "admission_smtp" in dag.doc_md)
         else:
             plan_slug, stage = dag_id.removeprefix("check_").rsplit("_stage_", 1)
             assert set(dag.tags) == {"admission", f"campaign:{plan_slug.replace('_', '-')}", f"stage:{stage}"}, dag_id
@@ -153,14 +154,8 @@ def test_run_outside_the_campaign_is_skipped(airflow_db, demo_dir, tmp_path, mon
 
 @pytest.mark.airflow
 def test_make_day_on_2019_12_18_reports_overdue_stages_and_mails_once(airflow_db, demo_dir, tmp_path, smtp_sink):
-    import json
 
-    env = os.environ.copy() | {
-        "AIRFLOW_VAR_ADMISSION_DATA_DIR": str(demo_dir),
-        "AIRFLOW_VAR_ADMISSION_OUTPUT_DIR": str(tmp_path),
-        "AIRFLOW_CONN_ADMISSION_SMTP": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_sink.port,
-                                                   "extra": {"ssl": "false", "from_email": "monitor@region.example"}}),
-    }
+    env = os.environ.copy() | airflow_env(demo_dir, tmp_path, smtp_sink)
     cmd = [str(Path(sys.executable).parent / "admission"), "day", "2019-12-18"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
@@ -194,7 +189,6 @@ def test_notify_dag_waits_for_every_stage_of_its_plan(dagbag):
 @pytest.mark.airflow
 def test_notify_dag_delivers_to_smtp_once_across_reruns(airflow_db, demo_data, demo_dir, tmp_path, monkeypatch,
                                                         dagbag, plan, smtp_sink):
-    import json
 
     from admission.stages import evaluate_stage
     from admission.store import save_stage
@@ -204,12 +198,7 @@ def test_notify_dag_delivers_to_smtp_once_across_reruns(airflow_db, demo_data, d
     for stage in plan.stages:
         out = evaluate_stage(plan, stage, demo_data, day)
         save_stage(url, plan.id, stage.number, day, out.results, out.findings)
-    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(demo_dir))
-    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path))
-    monkeypatch.setenv("AIRFLOW_CONN_ADMISSION_SMTP", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_sink.port,
-        "extra": {"ssl": "false", "starttls": "false", "from_email": "monitor@region.example",
-                  "from_name": "Мониторинг"}}))
+    set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink, from_name="Мониторинг")
     dag = dagbag.dags["notify_2020_2021"]
     run = dag.test(logical_date=dt.datetime(2019, 12, 17, 4, tzinfo=dt.UTC), run_conf={"as_of": day.isoformat()})
     assert "success" in str(run.state)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 from pathlib import Path
 
 import pytest
 from admission import operators as opmod
 from admission.reader import read_data_folder
-from conftest import registry, write_csv, write_xlsx
+from conftest import registry, set_airflow_env, write_csv, write_xlsx
 from openpyxl import load_workbook
 
 OPS = ["ФИО", "Должность", "Роль", "E-mail"]
@@ -119,11 +118,7 @@ def test_collect_operators_dag_sends_the_request_once_per_set_of_changes(airflow
         ["Новикова Ольга Игоревна", "учитель", "оператор", "n@t.example"]], encoding="cp1251")
     write_csv(data_dir / "accounts.csv", ACC, [["S1", "Иванова Анна Петровна", "s1_1", "выдана"],
                                                ["S1", "Уволенный Иван Иванович", "s1_2", "выдана"]])
-    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path / "out"))
-    monkeypatch.setenv("AIRFLOW_CONN_ADMISSION_SMTP", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_sink.port,
-        "extra": {"ssl": "false", "from_email": "monitor@region.example"}}))
+    set_airflow_env(monkeypatch, data_dir, tmp_path / "out", smtp_sink)
     dag = DagBag(dag_folder=str(Path(__file__).parents[1] / "dags")).dags["collect_operators_2020_2021"]
 
     def run(day: str):

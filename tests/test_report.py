@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+from pathlib import Path
 
 import pytest
 from admission import report as rep
@@ -11,6 +11,7 @@ from admission.notify import Directory
 from admission.outbox import SmtpTransport, deliver, enqueue, smtp_settings
 from admission.stages import evaluate_stage, summarize
 from admission.store import load_findings, load_history, load_results, previous_date, save_stage
+from conftest import set_airflow_env
 from openpyxl import load_workbook
 
 D = dt.date
@@ -117,11 +118,8 @@ def test_report_dag_mails_on_a_working_day_and_not_on_a_day_off(airflow_db, plan
         for stage in plan.stages:
             out = evaluate_stage(plan, stage, demo_data, day)
             save_stage(url, plan.id, stage.number, day, out.results, out.findings)
-    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(demo_dir))
-    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path))
-    monkeypatch.setenv("AIRFLOW_CONN_ADMISSION_SMTP", json.dumps({
-        "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_sink.port, "extra": {"ssl": "false"}}))
-    dag = DagBag(dag_folder=str(__import__("pathlib").Path(__file__).parents[1] / "dags")).dags["report_2020_2021"]
+    set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
+    dag = DagBag(dag_folder=str(Path(__file__).parents[1] / "dags")).dags["report_2020_2021"]
     run = dag.test(logical_date=dt.datetime(2020, 1, 18, 4, tzinfo=dt.UTC), run_conf={"as_of": "2020-01-18"})
     assert "success" in str(run.state) and smtp_sink.received == []  # Saturday: no report
     run = dag.test(logical_date=dt.datetime(2020, 1, 15, 4, tzinfo=dt.UTC), run_conf={"as_of": "2020-01-15"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -47,6 +47,7 @@ class Context:
     plan: Plan
     stage: Stage
     as_of: dt.date
+    _messages: dict[str, pd.Series] = field(default_factory=dict)
 
     def frame(self, name: str) -> pd.DataFrame:
         return self.data.frames[name]
@@ -62,7 +63,12 @@ class Context:
         return frame[~key.isin(bad_key)]
 
     def row_messages(self, name: str) -> pd.Series:
-        """org_id -> list of "file, строка N, столбец «X»: message" for that dataset."""
+        """org_id -> list of "file, строка N, столбец «X»: message" for that dataset (computed once per stage)."""
+        if name not in self._messages:
+            self._messages[name] = self._row_messages(name)
+        return self._messages[name]
+
+    def _row_messages(self, name: str) -> pd.Series:
         p = self.problems[(self.problems["dataset"] == name) & self.problems["org_id"].notna()]
         if p.empty:
             return pd.Series(dtype="object")
