@@ -140,12 +140,16 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     names = today.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
     for stage in sorted(report.plan.stages, key=lambda s: s.number):
         r = today[today["stage"] == stage.number].sort_values(["status", "org_id"])
+        # Column by column (tolist), not row by row: the national workbook has 2.6 million cells.
+        parent = [names.get(p, p) if isinstance(p, str) else "" for p in r["parent_id"].tolist()]
+        status = [STATUS_RU.get(s, s) for s in r["status"].tolist()]
+        overdue = [None if pd.isna(d) else int(d) for d in r["days_overdue"].tolist()]
+        missing = ["; ".join(m) if m else "" for m in r["missing"].tolist()]
         write_sheet(wb, f"Этап {stage.number}", ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки",
-                                       "Что не сделано"],
-              [[x.org_id, x.name, x.kind, names.get(x.parent_id, x.parent_id) if isinstance(x.parent_id, str) else "",
-                STATUS_RU.get(x.status, x.status), None if pd.isna(x.days_overdue) else int(x.days_overdue),
-                "; ".join(x.missing or [])] for x in r.itertuples()],
-              [10, 50, 8, 40, 12, 15, 100])
+                                               "Что не сделано"],
+                    zip(r["org_id"].tolist(), r["name"].tolist(), r["kind"].tolist(), parent, status, overdue,
+                        missing, strict=True),
+                    [10, 50, 8, 40, 12, 15, 100])
     p = report.problems
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           [[x.dataset, x.file, None if pd.isna(x.row) else int(x.row), x.column, x.org_id, x.message]

@@ -92,9 +92,24 @@ def ogrn_checksum_ok(ogrn: pd.Series) -> pd.Series:
     return pd.Series(valid, index=ogrn.index, dtype="boolean").where(ok.to_numpy())
 
 
+@lru_cache(maxsize=32)
+def rule_columns(name: str) -> frozenset[str]:
+    """The columns a dataset's expectations read."""
+    cols: set[str] = set()
+    for rule in (r for r in _rules() if r.dataset == name):
+        exp = rule.build()
+        cols.update(c for c in (getattr(exp, a, None) for a in ("column", "column_A", "column_B")) if c)
+    return frozenset(cols)
+
+
 def prepare(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Normalized copies and derived columns the rules read (vectorized)."""
-    frame = frame.copy()
+    """Normalized copies and derived columns the rules read (vectorized), and nothing else.
+
+    Only the rule columns go to GX: it fingerprints (hashes) every column of a batch,
+    which on the national data cost more than the expectations themselves.
+    """
+    used = rule_columns(name)
+    frame = frame[[c for c in frame.columns if c in used or c in {"inn", "ogrn", "kind"}]].copy()
     if name in {"approvals", "accounts", "operators", "informing"}:
         for col in ("status", "role", "channel"):
             if col in frame:
@@ -105,6 +120,7 @@ def prepare(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     if name == "organizations":
         inn = frame["inn"].where(frame["kind"] == "ОО")
         frame["_inn_ok"] = inn_checksum_ok(inn).astype("object")
+    frame = frame[[c for c in frame.columns if c in used]]
     for col in frame.columns:
         if frame[col].dtype == "object":
             frame[col] = frame[col].where(frame[col].notna(), None)
@@ -220,32 +236,48 @@ class Validation:
         return pd.Index(self.failures.loc[self.failures["dataset"] == dataset, "index"].unique())
 
 
+@lru_cache(maxsize=32)
+def _validation_definition(name: str):
+    """The dataset's source, asset, batch definition, suite and validation definition, once per process.
+
+    Run through a ValidationDefinition rather than ``batch.validate``: the latter builds
+    (and fingerprints) the batch twice. Built once: adding expectations to a suite whose
+    name the context already stores re-serializes the suite on every expectation.
+    """
+    import great_expectations as gx
+
+    ctx = _context()
+    suite, rules = suite_for(name)
+    source_name = f"admission_{name}"
+    try:
+        source = ctx.data_sources.get(source_name)
+    except (KeyError, ValueError):
+        source = ctx.data_sources.add_pandas(source_name)
+    try:
+        asset = source.get_asset(name)
+    except LookupError:
+        asset = source.add_dataframe_asset(name)
+    try:
+        batch_def = asset.get_batch_definition("whole")
+    except KeyError:
+        batch_def = asset.add_batch_definition_whole_dataframe("whole")
+    suite = ctx.suites.add_or_update(suite)
+    vd = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=source_name, data=batch_def, suite=suite))
+    return vd, rules
+
+
 def validate_rows(frames: dict[str, pd.DataFrame]) -> Validation:
     """Run each dataset's GX suite; map unexpected rows back to file, row and organization."""
-    ctx = _context()
-    all_rules = _rules()
+    names = {r.dataset for r in _rules()}
     parts: list[pd.DataFrame] = []
     results: dict[str, object] = {}
     for name, frame in frames.items():
-        suite, rules = suite_for(name, all_rules)
-        if frame.empty or not rules:
+        if frame.empty or name not in names:
             continue
+        vd, rules = _validation_definition(name)
         data = prepare(name, frame)
-        source_name = f"admission_{name}"
-        try:
-            source = ctx.data_sources.get(source_name)
-        except (KeyError, ValueError):
-            source = ctx.data_sources.add_pandas(source_name)
-        try:
-            asset = source.get_asset(name)
-        except LookupError:
-            asset = source.add_dataframe_asset(name)
-        try:
-            batch_def = asset.get_batch_definition("whole")
-        except KeyError:
-            batch_def = asset.add_batch_definition_whole_dataframe("whole")
-        batch = batch_def.get_batch(batch_parameters={"dataframe": data})
-        result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        result = vd.run(
+            batch_parameters={"dataframe": data}, result_format={"result_format": "COMPLETE"})
         results[name] = result
         for res in result.results:
             rule = rules[res.expectation_config.meta["rule"]]
