@@ -62,6 +62,13 @@ class DataFolder:
     root: Path
     frames: dict[str, pd.DataFrame]
     findings: list[Finding] = field(default_factory=list)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def cached(self, key: object, compute):
+        """Derived data computed once per read (the bench and `make day` run all stages on one read)."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]

@@ -46,15 +46,23 @@ CHIEF_POSITION_RE = re.compile(
 
 
 def normalize_text(s: pd.Series) -> pd.Series:
-    """Casefold, ё -> е, collapse spaces: how enumerations and names are compared."""
-    return (
-        s.astype("string")
+    """Casefold, ё -> е, collapse spaces: how enumerations and names are compared.
+
+    Computed on the distinct values only: statuses, roles and channels repeat in
+    hundreds of thousands of rows.
+    """
+    text = s.astype("string")
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    norm = (
+        pd.Series(uniques, dtype="string")
         .str.replace("ё", "е")
         .str.replace("Ё", "Е")
         .str.casefold()
         .str.replace(r"\s+", " ", regex=True)
         .str.strip()
     )
+    values = np.append(norm.to_numpy(dtype=object, na_value=pd.NA), pd.NA)  # code -1 (missing) -> NA
+    return pd.Series(values[codes], index=s.index, dtype="string")
 
 
 def chief_position_ok(position: pd.Series) -> pd.Series:
