@@ -58,6 +58,7 @@ def clean_header(value: str) -> str:
     return _CRLF.sub(" ", value).strip()
 
 
+@lru_cache(maxsize=1024)
 def ru_date(day: dt.date | None) -> str:
     return day.strftime("%d.%m.%Y") if day else "—"
 
@@ -75,6 +76,7 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # package files: no stat() per message (it was a tenth of a national render)
     )
     env.filters["ru_date"] = ru_date
     return env
@@ -136,6 +138,7 @@ def address(name: str, email: str) -> str:
     return f"=?utf-8?b?{base64.b64encode(name.encode()).decode()}?= <{email}>"
 
 
+@lru_cache(maxsize=4096)
 def unstructured(value: str) -> str:
     value = clean_header(value)
     return value if value.isascii() else "\n ".join(_encoded_words(value))
@@ -149,9 +152,10 @@ class Rendered:
     multipart/alternative with a base64 text/plain part and a base64 text/html part.
     """
 
-    def __init__(self, headers: dict[str, str], wire: str):
+    def __init__(self, headers: dict[str, str], wire: str, recipient: str):
         self.headers = headers
         self.wire = wire
+        self.recipient = recipient  # the bare address in To:
 
     def __getitem__(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -213,7 +217,7 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
         f"{_b64(text)}--{boundary}\nContent-Type: text/html; charset=\"utf-8\"\n"
         f"Content-Transfer-Encoding: base64\n\n{_b64(html)}--{boundary}--\n"
     )
-    return Rendered(headers, wire)
+    return Rendered(headers, wire, digest.recipient.email)
 
 
 def to_wire(msg: Message | Rendered) -> str:
@@ -229,6 +233,8 @@ def recipient_of(msg: Message) -> str:
     """The address in To:, whichever API built the message."""
     from email.utils import getaddresses
 
+    if isinstance(msg, Rendered):
+        return msg.recipient
     return getaddresses([str(msg["To"])])[0][1]
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .mail import recipient_of, to_wire
-from .store import engine_for, outbox
+from .store import bulk_insert, engine_for, outbox
 
 log = logging.getLogger(__name__)
 
@@ -46,30 +46,28 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
             chunk = keys[i:i + 500]
             existing |= set(conn.execute(select(outbox.c.digest_key).where(outbox.c.digest_key.in_(chunk))).scalars())
     now = _now()
+    columns = ["digest_key", "plan_id", "as_of", "kind", "recipient", "message_id", "subject", "stages", "orgs",
+               "message", "status", "attempts", "created_at", "updated_at"]
+    status = "dry_run" if dry_run else "pending"
+    stamp, day = now.isoformat(sep=" "), as_of.isoformat()  # driver-level insert: ISO text, as save_stage
     rows = [
-        {
-            "digest_key": key, "plan_id": plan_id, "as_of": as_of, "kind": kind,
-            "recipient": recipient_of(msg), "message_id": str(msg["Message-ID"]),
-            "subject": str(msg["Subject"]), "stages": str(msg["X-Admission-Stages"]),
-            "orgs": str(msg["X-Admission-Orgs"]), "message": to_wire(msg),
-            "status": "dry_run" if dry_run else "pending", "attempts": 0, "created_at": now, "updated_at": now,
-        }
+        (key, plan_id, day, kind, recipient_of(msg), str(msg["Message-ID"]), str(msg["Subject"]),
+         str(msg["X-Admission-Stages"]), str(msg["X-Admission-Orgs"]), to_wire(msg), status, 0, stamp, stamp)
         for key, kind, msg in messages if key not in existing
     ]
     added = 0
     try:
         with engine.begin() as conn:
-            if rows:
-                conn.execute(outbox.insert(), rows)
+            bulk_insert(conn, outbox, columns, rows)
             added = len(rows)
     except IntegrityError:  # another writer recorded some of them meanwhile: fall back to one by one
         for row in rows:
             try:
                 with engine.begin() as conn:
-                    conn.execute(outbox.insert().values(**row))
+                    bulk_insert(conn, outbox, columns, [row])
                 added += 1
             except IntegrityError:
-                existing.add(row["digest_key"])
+                existing.add(row[0])
     if existing and not dry_run:  # a real run takes over what a dry run only rendered
         with engine.begin() as conn:
             ordered = sorted(existing)

@@ -154,7 +154,7 @@ def _column(frame: pd.DataFrame, name: str, convert=None) -> list:
     return [None if v is None else convert(v) for v in values] if convert else values
 
 
-def _bulk_insert(conn, table: Table, columns: list[str], rows: list[tuple]) -> None:
+def bulk_insert(conn, table: Table, columns: list[str], rows: list[tuple]) -> None:
     """executemany straight on the driver: SQLAlchemy's per-row parameter processing costs more than the insert."""
     if not rows:
         return
@@ -180,7 +180,7 @@ def save_stage(url: str, plan_id: str, stage: int, as_of: dt.date, results: pd.D
     rows = list(zip(
         [plan_id] * n, [day] * n, [int(stage)] * n, _column(results, "org_id"), _column(results, "kind"),
         _column(results, "name"), _column(results, "parent_id"), _column(results, "status"),
-        [json.dumps(list(m), ensure_ascii=False) for m in results["missing"]],
+        [json.dumps(list(m), ensure_ascii=False) if len(m) else "[]" for m in results["missing"]],
         _column(results, "deadline", lambda d: d.isoformat()), _column(results, "days_overdue", int),
         _column(results, "days_left", int), [now] * n, strict=True))
     fcols = ["plan_id", "as_of", "stage", "dataset", "file", "row", "column", "message", "org_id"]
@@ -189,8 +189,8 @@ def save_stage(url: str, plan_id: str, stage: int, as_of: dt.date, results: pd.D
         for table in (stage_result, finding):
             conn.execute(delete(table).where(table.c.plan_id == plan_id, table.c.as_of == as_of,
                                              table.c.stage == stage))
-        _bulk_insert(conn, stage_result, cols, rows)
-        _bulk_insert(conn, finding, fcols, frows)
+        bulk_insert(conn, stage_result, cols, rows)
+        bulk_insert(conn, finding, fcols, frows)
 
 
 def load_results(url: str, plan_id: str, as_of: dt.date, stages: list[int] | None = None) -> pd.DataFrame:
