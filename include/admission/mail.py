@@ -168,12 +168,15 @@ def _b64(text: str) -> str:
 def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
            now: dt.datetime | None = None) -> Rendered:
     """The complete message for one digest; the same digest always gets the same Message-ID."""
+    by_stage: dict[int, list] = {}
+    for item in digest.items:  # one pass: an escalation digest may list thousands of items
+        by_stage.setdefault(item.stage, []).append(item)
     stages = []
-    for number in digest.stages:
+    for number in sorted(by_stage):
         stage = plan.stage(number)
         stages.append({
             "number": number, "title": stage.title, "text": stage.text, "deadline": stage.deadline,
-            "deadline_text": stage.deadline_text, "items": [i for i in digest.items if i.stage == number],
+            "deadline_text": stage.deadline_text, "items": by_stage[number],
         })
     subject = subject_for(digest, plan)
     context = {

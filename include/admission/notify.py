@@ -112,13 +112,19 @@ class Directory:
         self.rcoko = [p for oid in ids if self._kind[oid] == "РЦОКО" for p in self._people(oid, "head_email", "head_name")]
         self.roiv = [p for oid in ids if self._kind[oid] == "РОИВ" for p in self._people(oid, "head_email", "head_name")]
         ops = data.frames.get("operators")
-        self.chiefs: dict[str, list[Person]] = {}
+        # Raw (email, name) of chief operators; validated when an organization's mail needs them.
+        self._chief_rows: dict[str, list[tuple[str, str]]] = {}
         if ops is not None and not ops.empty:
-            chief = ops[(normalize_text(ops["role"]) == "главный оператор") & ops["email"].notna()]
-            for org_id, email, name in zip(chief["org_id"], chief["email"], chief["full_name"], strict=True):
-                addr = _valid(str(email))
-                if addr:
-                    self.chiefs.setdefault(org_id, []).append(Person(addr, str(name or "")))
+            chief = ops[((normalize_text(ops["role"]) == "главный оператор") & ops["email"].notna())
+                        .to_numpy(dtype=bool, na_value=False)]
+            for org_id, email, name in zip(chief["org_id"].tolist(), chief["email"].tolist(),
+                                           chief["full_name"].tolist(), strict=True):
+                self._chief_rows.setdefault(org_id, []).append((str(email), "" if pd.isna(name) else str(name)))
+
+    def chiefs(self, org_id: str) -> list[Person]:
+        """Chief operators of an organization with a usable address."""
+        return [Person(addr, name) for email, name in self._chief_rows.get(org_id, ())
+                if (addr := _valid(email))]
 
     def _people(self, org_id: str, email_col: str, name_col: str) -> list[Person]:
         if org_id not in self._name or email_col not in self._fields:
@@ -163,7 +169,7 @@ class Directory:
         if role == "head":
             return self._people(org_id, "head_email", "head_name")
         if role == "chief_operators":
-            return self.chiefs.get(org_id) or self.heads(org_id)
+            return self.chiefs(org_id) or self.heads(org_id)
         if role == "curator":
             return self._people(org_id, "curator_email", "curator_name") or self.resolve("mooyso_head", org_id)
         if role == "rcoko_head":
@@ -222,28 +228,33 @@ def plan_digests(plan: Plan, as_of: dt.date, results: pd.DataFrame, data: DataFo
     directory = Directory(data)
     lagging = results[results["status"] != "complete"]
     digests: dict[tuple[str, str], Digest] = {}
-    for row in lagging.itertuples(index=False):  # one row per lagging organization and stage, not per data row
-        stage = plan.stage(int(row.stage))
-        kind_of_org = row.kind
-        kinds = kinds_for(plan, calendar, stage.number, row.status, as_of)
+    # One row per lagging organization and stage, not per data row; columns as lists (no per-cell pandas access).
+    columns = [lagging[c].tolist() for c in ("stage", "kind", "org_id", "status", "missing", "days_overdue",
+                                              "days_left")]
+    kinds_memo: dict[tuple[int, str], list[str]] = {}
+    for stage_no, kind_of_org, org_id, status, reasons, days_overdue, days_left in zip(*columns, strict=True):
+        stage = plan.stage(int(stage_no))
+        if (stage.number, status) not in kinds_memo:
+            kinds_memo[stage.number, status] = kinds_for(plan, calendar, stage.number, status, as_of)
+        kinds = kinds_memo[stage.number, status]
         if not kinds:
             continue
         responsible = stage.responsible.get(kind_of_org)
         escalation = stage.escalation.get(kind_of_org)
-        missing = list(row.missing) if isinstance(row.missing, list | tuple) else []
+        missing = list(reasons) if isinstance(reasons, list | tuple) else []
         for kind in kinds:
             if kind == "escalation":
-                to = directory.resolve(escalation, row.org_id)
-                contact = directory.contact(responsible, row.org_id)
+                to = directory.resolve(escalation, org_id)
+                contact = directory.contact(responsible, org_id)
             else:
-                to = directory.resolve(responsible, row.org_id)
-                contact = directory.contact(escalation, row.org_id)
-            parent = directory.parent(row.org_id)
+                to = directory.resolve(responsible, org_id)
+                contact = directory.contact(escalation, org_id)
+            parent = directory.parent(org_id)
             item = Item(
-                stage=stage.number, org_id=row.org_id, org_name=directory.name(row.org_id), kind_of_org=kind_of_org,
-                status=row.status, deadline=stage.deadline,
-                days_overdue=None if pd.isna(row.days_overdue) else int(row.days_overdue),
-                days_left=None if pd.isna(row.days_left) else int(row.days_left),
+                stage=stage.number, org_id=org_id, org_name=directory.name(org_id), kind_of_org=kind_of_org,
+                status=status, deadline=stage.deadline,
+                days_overdue=None if pd.isna(days_overdue) else int(days_overdue),
+                days_left=None if pd.isna(days_left) else int(days_left),
                 missing=missing, contact=contact, parent_name=directory.name(parent) if parent else "",
             )
             for person in to:

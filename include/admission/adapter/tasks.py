@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import Callable
 
 from admission.plan import Plan
 
@@ -12,15 +14,31 @@ from . import config
 log = logging.getLogger(__name__)
 
 
+def _thaws_heap(fn: Callable) -> Callable:
+    """A task body that freezes the heap after reading its data gives the objects back to the GC when it ends."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from admission.reader import thaw_heap
+
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            thaw_heap()
+
+    return wrapper
+
+
+@_thaws_heap
 def check_stage(plan: Plan, stage_no: int, as_of_iso: str) -> dict:
     """Read the data folder, run the GX and pandas rules, store the stage results; return counts."""
-    from admission.reader import read_data_folder
+    from admission.reader import freeze_heap, read_data_folder
     from admission.stages import CHECK_DATASETS, evaluate_stage, summarize
     from admission.store import save_stage
 
     stage = plan.stage(stage_no)
     as_of = dt.date.fromisoformat(as_of_iso)
     data = read_data_folder(config.data_dir(), CHECK_DATASETS[stage.check])
+    freeze_heap()
     outcome = evaluate_stage(plan, stage, data, as_of)
     save_stage(config.store_url(), plan.id, stage.number, as_of, outcome.results, outcome.findings)
     counts = summarize(outcome.results)
@@ -34,12 +52,13 @@ def check_stage(plan: Plan, stage_no: int, as_of_iso: str) -> dict:
             "findings": len(outcome.findings)}
 
 
+@_thaws_heap
 def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Decide who gets what today, render every digest and record it in the outbox."""
     from admission.mail import render
     from admission.notify import plan_digests
     from admission.outbox import enqueue
-    from admission.reader import read_data_folder
+    from admission.reader import freeze_heap, read_data_folder
     from admission.store import load_results
     from admission.workdays import WorkCalendar
 
@@ -53,6 +72,7 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
         log.warning("no stage results stored for plan %s on %s: run the stage DAGs first", plan.id, as_of)
         return {"as_of": as_of_iso, "digests": 0}
     data = read_data_folder(config.data_dir(), ["operators"])
+    freeze_heap()
     digests = plan_digests(plan, as_of, results, data)
     _, sender = config.smtp_or_defaults()
     messages = [(d.key, d.kind, render(d, plan, sender.from_email, sender.from_name)) for d in digests]
