@@ -150,6 +150,7 @@ def run_day(data_dir: Path, work: Path) -> dict:
                           load_findings(url, plan.id, AS_OF))
             rep.chart(plan, load_history(url, plan.id, AS_OF), AS_OF, work / "chart.png")
             rep.workbook(r, today, work / "report.xlsx")
+            rep.data_docs(data.frames, work / "data_docs")
 
         _phase(phases, "report", report)
         thaw_heap()

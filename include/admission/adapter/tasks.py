@@ -129,7 +129,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
         raise RuntimeError(f"no stage results stored for plan {plan.id} on {as_of}: run the stage DAGs first")
     prev = previous_date(url, plan.id, as_of)
     previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
-    data = read_data_folder(config.data_dir(), [])
+    data = read_data_folder(config.data_dir())  # every dataset: the Data Docs validate them all
     folder = config.output_dir() / "reports" / plan.id / as_of.isoformat()
     report = rep.build(plan, as_of, today, previous, prev, data.frames["organizations"],
                        load_findings(url, plan.id, as_of))
@@ -137,7 +137,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     xlsx = rep.workbook(report, today, folder / f"report_{plan.id}_{as_of.isoformat()}.xlsx")
     docs = None
     try:
-        docs = rep.data_docs(config.data_dir(), folder / "data_docs")
+        docs = rep.data_docs(data.frames, folder / "data_docs")
     except Exception as exc:  # the report must not be lost for the sake of the docs
         log.warning("GX Data Docs not built: %s", exc)
     _, sender = config.smtp_or_defaults()
