@@ -1,8 +1,10 @@
 """`admission bench`: the code the DAG tasks run, in-process and in their order, phase by phase.
 
-Phases: read the data folder, validate rows (GX), compute the stage results,
-decide recipients, render every digest, write the outbox (SQLite, no SMTP),
-build the report. Each phase reports wall seconds and its peak RSS (sampled).
+Phases: read the data folder, validate rows (GX), compute and store the stage
+results, decide recipients, render every digest, write the outbox (SQLite, no
+SMTP), build the report (tables, chart, workbook, GX Data Docs). Each phase
+reports wall seconds and its peak RSS (sampled). After reading, the heap is
+frozen as the tasks do (see :func:`admission.reader.freeze_heap`).
 `floor_ratio` compares the GX validation with a plain vectorized pandas
 implementation of the same rules on the same frames, which must find exactly
 the same failures. Extras: DAG parse time in a fresh interpreter, and
