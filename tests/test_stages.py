@@ -183,3 +183,42 @@ def test_demo_region_has_complete_and_lagging_organizations_in_every_stage(plan,
         counts = summarize(evaluate_stage(plan, stage, demo_data, D(2020, 1, 15)).results)
         assert counts["complete"] > 0, stage.number
         assert counts["lagging"] + counts["overdue"] > 0, stage.number
+
+
+def test_one_read_serves_several_days_and_validations(plan, tmp_path):
+    """Derived data is kept on the read data folder: it must follow the date and the row problems."""
+    import pandas as pd
+    from admission.rules import Validation, validate_rows
+
+    registry(tmp_path)
+    write_csv(tmp_path / "informing.csv", INF, [["M1", "2", "сайт", "25.12.2019", "", ""]])
+    write_csv(tmp_path / "operators.csv", OPS, [["S1", "Аистова А.А.", "директор", "главный оператор", "a@t.example"]])
+    data = read_data_folder(tmp_path)
+    clean = validate_rows(data.frames)
+    stage2, stage5 = plan.stage(2), plan.stage(5)
+
+    def status(stage, day, validation, org):
+        return evaluate_stage(plan, stage, data, day, validation).results.set_index("org_id").loc[org, "status"]
+
+    assert status(stage2, D(2019, 12, 20), clean, "M1") == "lagging"  # the event is later than the date
+    assert status(stage2, D(2019, 12, 26), clean, "M1") == "complete"  # same read, a later date
+    assert status(stage5, D(2019, 12, 16), clean, "S1") == "complete"
+    ops = data.frames["operators"]
+    flagged = pd.concat([clean.failures, pd.DataFrame([{
+        "dataset": "operators", "index": ops.index[0], "org_id": "S1", "file": ops.at[ops.index[0], "_file"],
+        "row": int(ops.at[ops.index[0], "_row"]), "column": "E-mail", "message": "некорректный e-mail «a@t.example»",
+    }])], ignore_index=True)
+    # Another validation of the same read: its row problem counts, nothing is served from the first one.
+    assert status(stage5, D(2019, 12, 16), Validation(flagged, {}), "S1") == "lagging"
+    assert status(stage5, D(2019, 12, 16), clean, "S1") == "complete"
+
+
+def test_group_lists_and_day_numbers_skip_missing_values():
+    import pandas as pd
+    from admission.stages import group_lists, ordinals
+
+    keys = pd.Series(["A", None, "B", "A"], dtype="object")
+    assert group_lists(keys, pd.Series([1, 2, 3, 4])).to_dict() == {"A": [1, 4], "B": [3]}
+    assert group_lists(pd.Series([], dtype="object"), pd.Series([], dtype="object")).empty
+    days = ordinals(pd.Series([D(2020, 1, 2), None, D(2020, 1, 1)], index=[5, 6, 7], dtype="object"))
+    assert days.index.tolist() == [5, 6, 7] and days[5] - days[7] == 1 and pd.isna(days[6])
