@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -104,10 +105,15 @@ def _phase(results: dict, name: str, fn, rows: int | None = None):
     return value
 
 
+def _render_all(digests: list, plan) -> list:
+    from .mail import render
+
+    return [(d.key, d.kind, render(d, plan, "monitor@region.example")) for d in digests]
+
+
 def run_day(data_dir: Path, work: Path) -> dict:
     """One campaign day through the task code, phase by phase."""
     from . import report as rep
-    from .mail import render
     from .notify import plan_digests
     from .outbox import enqueue
     from .plan import load_plan
@@ -141,10 +147,11 @@ def run_day(data_dir: Path, work: Path) -> dict:
             return pd.concat(parts, ignore_index=True)
 
         results = _phase(phases, "stages", stages)
-        digests = _phase(phases, "recipients", lambda: plan_digests(plan, AS_OF, results, data), len(results))
-        messages = _phase(phases, "render", lambda: [(d.key, d.kind, render(d, plan, "monitor@region.example"))
-                                                     for d in digests], len(digests))
-        _phase(phases, "outbox", lambda: enqueue(url, plan.id, AS_OF, messages), len(messages))
+        digests = _phase(phases, "recipients", partial(plan_digests, plan, AS_OF, results, data), len(results))
+        messages = _phase(phases, "render", partial(_render_all, digests, plan), len(digests))
+        _phase(phases, "outbox", partial(enqueue, url, plan.id, AS_OF, messages), len(messages))
+        n_results, n_digests = len(results), len(digests)
+        del results, digests, messages  # the report task is another process: it has none of these
 
         def report():
             today = load_results(url, plan.id, AS_OF)
@@ -159,8 +166,8 @@ def run_day(data_dir: Path, work: Path) -> dict:
     total = time.perf_counter() - total_start
     phases["validate"]["floor_ratio"] = round(phases["validate"]["wall_s"] / phases["validate_floor"]["wall_s"], 2)
     return {
-        "rows": rows, "organizations": len(data.frames["organizations"]), "stage_results": len(results),
-        "digests": len(digests), "row_failures": len(gx),
+        "rows": rows, "organizations": len(data.frames["organizations"]), "stage_results": n_results,
+        "digests": n_digests, "row_failures": len(gx),
         "floor_agrees": gx == floor, "floor_ratio": phases["validate"]["floor_ratio"],
         "phases": phases, "total": {"wall_s": round(total, 3), "peak_rss_mb": round(total_rss.peak / 2**20, 1),
                                     "rows_per_s": round(rows / total)},
