@@ -198,22 +198,15 @@ def data_docs(frames: dict[str, pd.DataFrame], folder: Path) -> Path:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    from .rules import prepare, suite_for
+    from .rules import add_validation_definition, prepare, ruled_datasets
 
     folder.mkdir(parents=True, exist_ok=True)
     ctx = gx.get_context(mode="file", project_root_dir=str(folder))
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = ctx.data_sources.add_or_update_pandas("admission")
     for name, frame in frames.items():
-        suite, rules = suite_for(name)
-        if frame.empty or not rules:
+        if frame.empty or name not in ruled_datasets():
             continue
-        suite = ctx.suites.add_or_update(suite)
-        asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(name)
-        batch_def = next((b for b in asset.batch_definitions if b.name == "whole"), None) or \
-            asset.add_batch_definition_whole_dataframe("whole")
-        vd = ctx.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=f"admission_{name}", data=batch_def, suite=suite))
+        vd, _ = add_validation_definition(ctx, name)
         vd.run(batch_parameters={"dataframe": prepare(name, frame)}, result_format={"result_format": "SUMMARY"})
     ctx.build_data_docs()
     index = next(folder.rglob("data_docs/local_site/index.html"), None)

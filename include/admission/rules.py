@@ -244,17 +244,14 @@ class Validation:
         return pd.Index(self.failures.loc[self.failures["dataset"] == dataset, "index"].unique())
 
 
-@lru_cache(maxsize=32)
-def _validation_definition(name: str):
-    """The dataset's source, asset, batch definition, suite and validation definition, once per process.
+def add_validation_definition(ctx, name: str) -> tuple[object, list[Rule]]:
+    """A dataset's source, asset, batch definition, suite and validation definition in a GX context.
 
-    Run through a ValidationDefinition rather than ``batch.validate``: the latter builds
-    (and fingerprints) the batch twice. Built once: adding expectations to a suite whose
-    name the context already stores re-serializes the suite on every expectation.
+    Validation runs through a ValidationDefinition rather than ``batch.validate``: the latter
+    builds (and fingerprints) the batch twice.
     """
     import great_expectations as gx
 
-    ctx = _context()
     suite, rules = suite_for(name)
     source_name = f"admission_{name}"
     try:
@@ -274,13 +271,25 @@ def _validation_definition(name: str):
     return vd, rules
 
 
+@lru_cache(maxsize=32)
+def _validation_definition(name: str) -> tuple[object, list[Rule]]:
+    """Once per process in the ephemeral context: adding expectations to a suite whose name the
+    context already stores re-serializes the suite on every expectation."""
+    return add_validation_definition(_context(), name)
+
+
+@lru_cache(maxsize=1)
+def ruled_datasets() -> frozenset[str]:
+    """Datasets that have row rules."""
+    return frozenset(r.dataset for r in _rules())
+
+
 def validate_rows(frames: dict[str, pd.DataFrame]) -> Validation:
     """Run each dataset's GX suite; map unexpected rows back to file, row and organization."""
-    names = {r.dataset for r in _rules()}
     parts: list[pd.DataFrame] = []
     results: dict[str, object] = {}
     for name, frame in frames.items():
-        if frame.empty or name not in names:
+        if frame.empty or name not in ruled_datasets():
             continue
         vd, rules = _validation_definition(name)
         data = prepare(name, frame)
