@@ -80,6 +80,7 @@ def test_deadline_before_a_dependency_is_rejected_even_inside_the_campaign():
         (lambda r: r["stages"].append(dict(r["stages"][0])), "stage 1 appears more than once"),
         (lambda r: r["campaign"].update(end="2019-11-01"), "before its start"),
         (lambda r: r["stages"][0].update(check="guess"), "stage 1"),
+        (lambda r: r.update(run_at="25:00"), "run_at"),
     ],
 )
 def test_invalid_plans_name_what_is_wrong(mutate, expected):

@@ -123,9 +123,19 @@ class Plan(_Model):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("run_at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        dt.time.fromisoformat(value)  # ValueError names the bad hour or minute
+        return value
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def run_time(self) -> dt.time:
+        return dt.time.fromisoformat(self.run_at)
 
     @property
     def slug(self) -> str:

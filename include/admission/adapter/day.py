@@ -16,8 +16,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 
-STATUS_RU = {"complete": "выполнено", "lagging": "отстают", "overdue": "просрочено"}
-
 
 def _dag_bag():
     from airflow.dag_processing.dagbag import DagBag
@@ -33,20 +31,11 @@ def _dag_bag():
 
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
     """(plan, dag) pairs to run for the date, in order: plan by plan, stage by stage."""
-    from admission.adapter.factory import notify_dag_id, operators_dag_id, report_dag_id, stage_dag_id
+    from admission.adapter.factory import day_dag_ids
     from admission.plan import load_plans
 
     bag = _dag_bag()
-    runs = []
-    for plan in load_plans():
-        if not plan.covers(day):
-            continue
-        for stage in sorted(plan.stages, key=lambda s: s.number):
-            runs.append((plan, bag.get_dag(stage_dag_id(plan, stage))))
-        runs.append((plan, bag.get_dag(notify_dag_id(plan))))
-        runs.append((plan, bag.get_dag(report_dag_id(plan))))
-        runs.append((plan, bag.get_dag(operators_dag_id(plan))))
-    return runs
+    return [(plan, bag.get_dag(dag_id)) for plan in load_plans() if plan.covers(day) for dag_id in day_dag_ids(plan)]
 
 
 KIND_RU = {"reminder": "напоминания", "overdue": "уведомления о просрочке", "escalation": "эскалации",
@@ -103,8 +92,7 @@ def run_day(date_text: str, dry_run: bool = False) -> int:
         return 0
     failed: list[str] = []
     for plan, dag in runs:
-        hour, minute = (int(x) for x in plan.run_at.split(":"))
-        logical = dt.datetime.combine(day, dt.time(hour, minute), plan.tz)
+        logical = dt.datetime.combine(day, plan.run_time, plan.tz)
         print(f"running {dag.dag_id} for {day} ...", flush=True)
         dag_run = dag.test(logical_date=logical, run_conf={"as_of": day.isoformat(), "dry_run": dry_run})
         state = str(getattr(dag_run, "state", "unknown"))

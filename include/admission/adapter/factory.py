@@ -59,8 +59,8 @@ def params() -> dict[str, Param]:
 
 
 def schedule(plan: Plan) -> CronTriggerTimetable:
-    hour, minute = plan.run_at.split(":")
-    return CronTriggerTimetable(f"{int(minute)} {int(hour)} * * *", timezone=plan.timezone)
+    at = plan.run_time
+    return CronTriggerTimetable(f"{at.minute} {at.hour} * * *", timezone=plan.timezone)
 
 
 def window(plan: Plan) -> tuple[dt.datetime, dt.datetime]:
@@ -159,124 +159,92 @@ def resolve_day_task(plan: Plan):
     return resolve_as_of
 
 
-def report_dag_id(plan: Plan) -> str:
-    return f"report_{plan.slug}"
+def _dry_run() -> bool:
+    return bool(get_current_context()["params"].get("dry_run"))
 
 
-def build_report_dag(plan: Plan) -> DAG:
-    @dag(
-        dag_id=report_dag_id(plan),
-        description=f"{plan.id}: ежедневный отчет для министерства",
-        doc_md=(
-            f"### Ежедневный отчет по кампании {plan.id}\n\n"
-            "Runs when every stage DAG of the plan has stored its results for the day (Assets), on working days. "
-            "Writes under `admission_output_dir/reports/<plan>/<date>/`: the progress chart (PNG), the XLSX "
-            "workbook (a sheet per stage, a sheet of data problems) and GX Data Docs; mails the HTML report "
-            "(kind `report`, chart inline, workbook attached) to the ministry's (`РОИВ`) head e-mail(s) "
-            "through the same outbox as the other mail. Params: `as_of`, `dry_run`."
-        ),
-        **plan_dag_args(plan, after_stages(plan), tags(plan)),
-    )
-    def report_dag() -> None:
-        @task(task_id="build_report")
-        def build_report(as_of: str) -> dict:
-            from admission.adapter.tasks import build_report as run
+def build_followup_dag(plan: Plan, dag_id: str, description: str, doc_md: str, schedule_, produce: str,
+                       send_task_id: str, kinds: tuple[str, ...]) -> DAG:
+    """A plan-level DAG of two tasks: ``produce`` (a function of adapter.tasks, also the task id) records the
+    day's mail in the outbox; ``send_task_id`` delivers the given kinds of it (nothing on a day off)."""
 
-            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
+    @dag(dag_id=dag_id, description=description, doc_md=doc_md, **plan_dag_args(plan, schedule_, tags(plan)))
+    def followup_dag() -> None:
+        @task(task_id=produce)
+        def produce_mail(as_of: str) -> dict:
+            from admission.adapter import tasks
 
-        @task(task_id="send_report")
-        def send_report(as_of: str, built: dict) -> dict:
-            from admission.adapter.tasks import send_digests as run
+            return getattr(tasks, produce)(plan, as_of, _dry_run())
 
-            if built.get("day_off"):
+        @task(task_id=send_task_id)
+        def send_mail(as_of: str, produced: dict) -> dict:
+            from admission.adapter.tasks import send_digests
+
+            if produced.get("day_off"):
                 return {"as_of": as_of, "day_off": True}
-            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")), kinds=("report",))
+            return send_digests(plan, as_of, _dry_run(), kinds=kinds)
 
         as_of = resolve_day_task(plan)()
-        send_report(as_of, build_report(as_of))
+        send_mail(as_of, produce_mail(as_of))
 
-    return report_dag()
-
-
-def operators_dag_id(plan: Plan) -> str:
-    return f"collect_operators_{plan.slug}"
-
-
-def build_operators_dag(plan: Plan) -> DAG:
-    @dag(
-        dag_id=operators_dag_id(plan),
-        description=f"{plan.id}: списки операторов ОО и заявка в РЦОКО (этапы 5–6)",
-        doc_md=(
-            f"### Списки операторов и заявка в РЦОКО, кампания {plan.id}\n\n"
-            "Daily in the campaign window (and by hand): collects the schools' operator forms (`operators/` "
-            "per-school files or one `operators` file), checks every row and school (chief operator at deputy "
-            "director level or higher, e-mails, duplicates, one chief operator per person, name form), keeps the "
-            "day's consolidated list in the store and as XLSX under `admission_output_dir/operators/`, compares "
-            "it with the `accounts` dataset and, when there are changes not yet requested, writes the request "
-            "XLSX and mails it to the regional center (kind `request`). The same set of changes is never "
-            "requested twice. Params: `as_of`, `dry_run`."
-        ),
-        **plan_dag_args(plan, schedule(plan), tags(plan)),
-    )
-    def operators_dag() -> None:
-        @task(task_id="collect_operators")
-        def collect_operators(as_of: str) -> dict:
-            from admission.adapter.tasks import collect_operators as run
-
-            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
-
-        @task(task_id="send_request")
-        def send_request(as_of: str, collected: dict) -> dict:
-            from admission.adapter.tasks import send_digests as run
-
-            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")), kinds=("request",))
-
-        as_of = resolve_day_task(plan)()
-        send_request(as_of, collect_operators(as_of))
-
-    return operators_dag()
+    return followup_dag()
 
 
 def notify_dag_id(plan: Plan) -> str:
     return f"notify_{plan.slug}"
 
 
-def notify_doc(plan: Plan) -> str:
-    return (
-        f"### Рассылка по кампании {plan.id}\n\n"
-        "Runs when every stage DAG of the plan has stored its results for the day (Assets). Decides who gets "
-        "a reminder (inside the last "
-        f"{plan.reminder_working_days} working days before a deadline), an overdue notice and an escalation; "
-        "renders one digest per recipient per kind; records each in the outbox before sending; sends over the "
-        "`admission_smtp` connection, or writes `.eml` files under `admission_output_dir/mail` when there is none. "
-        "Nothing is mailed on a day off. Re-running a day sends nothing twice. Params: `as_of`, `dry_run`."
-    )
+def report_dag_id(plan: Plan) -> str:
+    return f"report_{plan.slug}"
+
+
+def operators_dag_id(plan: Plan) -> str:
+    return f"collect_operators_{plan.slug}"
+
+
+def day_dag_ids(plan: Plan) -> list[str]:
+    """Every DAG of a plan in the order of a campaign day: the stages, then mail, report, operator lists."""
+    stages = [stage_dag_id(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)]
+    return [*stages, notify_dag_id(plan), report_dag_id(plan), operators_dag_id(plan)]
 
 
 def build_notify_dag(plan: Plan) -> DAG:
-    @dag(
-        dag_id=notify_dag_id(plan),
-        description=f"{plan.id}: напоминания, уведомления о просрочке, эскалация",
-        doc_md=notify_doc(plan),
-        **plan_dag_args(plan, after_stages(plan), tags(plan)),
-    )
-    def notify_dag() -> None:
-        @task(task_id="compose_digests")
-        def compose_digests(as_of: str) -> dict:
-            from admission.adapter.tasks import compose_digests as run
+    return build_followup_dag(
+        plan, notify_dag_id(plan), f"{plan.id}: напоминания, уведомления о просрочке, эскалация",
+        f"### Рассылка по кампании {plan.id}\n\n"
+        "Runs when every stage DAG of the plan has stored its results for the day (Assets). Decides who gets "
+        f"a reminder (inside the last {plan.reminder_working_days} working days before a deadline), an overdue "
+        "notice and an escalation; renders one digest per recipient per kind; records each in the outbox before "
+        "sending; sends over the `admission_smtp` connection, or writes `.eml` files under "
+        "`admission_output_dir/mail` when there is none. Nothing is mailed on a day off. Re-running a day sends "
+        "nothing twice. Params: `as_of`, `dry_run`.",
+        after_stages(plan), "compose_digests", "send_digests", ("reminder", "overdue", "escalation"))
 
-            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
 
-        @task(task_id="send_digests")
-        def send_digests(as_of: str, composed: dict) -> dict:
-            from admission.adapter.tasks import send_digests as run
+def build_report_dag(plan: Plan) -> DAG:
+    return build_followup_dag(
+        plan, report_dag_id(plan), f"{plan.id}: ежедневный отчет для министерства",
+        f"### Ежедневный отчет по кампании {plan.id}\n\n"
+        "Runs when every stage DAG of the plan has stored its results for the day (Assets), on working days. "
+        "Writes under `admission_output_dir/reports/<plan>/<date>/`: the progress chart (PNG), the XLSX "
+        "workbook (a sheet per stage, a sheet of data problems) and GX Data Docs; mails the HTML report "
+        "(kind `report`, chart inline, workbook attached) to the ministry's (`РОИВ`) head e-mail(s) "
+        "through the same outbox as the other mail. Params: `as_of`, `dry_run`.",
+        after_stages(plan), "build_report", "send_report", ("report",))
 
-            return run(plan, as_of, bool(get_current_context()["params"].get("dry_run")))
 
-        as_of = resolve_day_task(plan)()
-        send_digests(as_of, compose_digests(as_of))
-
-    return notify_dag()
+def build_operators_dag(plan: Plan) -> DAG:
+    return build_followup_dag(
+        plan, operators_dag_id(plan), f"{plan.id}: списки операторов ОО и заявка в РЦОКО (этапы 5–6)",
+        f"### Списки операторов и заявка в РЦОКО, кампания {plan.id}\n\n"
+        "Daily in the campaign window (and by hand): collects the schools' operator forms (`operators/` "
+        "per-school files or one `operators` file), checks every row and school (chief operator at deputy "
+        "director level or higher, e-mails, duplicates, one chief operator per person, name form), keeps the "
+        "day's consolidated list in the store and as XLSX under `admission_output_dir/operators/`, compares "
+        "it with the `accounts` dataset and, when there are changes not yet requested, writes the request "
+        "XLSX and mails it to the regional center (kind `request`). The same set of changes is never "
+        "requested twice. Params: `as_of`, `dry_run`.",
+        schedule(plan), "collect_operators", "send_request", ("request",))
 
 
 def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
