@@ -24,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from .notify import Digest
 from .plan import Plan
+from .xlsx import XLSX_MIME
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Lines up to 120 characters (RFC 5322 allows 998): a Russian display name stays one encoded-word,
@@ -82,13 +83,25 @@ def _env() -> Environment:
     return env
 
 
+def contract_header_values(plan_id: str, kind: str, stages, org_ids, as_of: dt.date) -> dict[str, str]:
+    """The machine-readable headers of contract section 5 (decoded values)."""
+    return {
+        "X-Admission-Campaign": clean_header(plan_id),
+        "X-Admission-Kind": kind,
+        "X-Admission-Stages": ",".join(str(s) for s in sorted(set(stages))),
+        "X-Admission-Orgs": clean_header(",".join(sorted(set(org_ids)))),
+        "X-Admission-Date": as_of.isoformat(),
+    }
+
+
 def contract_headers(msg: EmailMessage, plan_id: str, kind: str, stages, org_ids, as_of: dt.date) -> None:
-    """The machine-readable headers of contract section 5."""
-    msg["X-Admission-Campaign"] = clean_header(plan_id)
-    msg["X-Admission-Kind"] = kind
-    msg["X-Admission-Stages"] = ",".join(str(s) for s in sorted(set(stages)))
-    msg["X-Admission-Orgs"] = clean_header(",".join(sorted(set(org_ids))))
-    msg["X-Admission-Date"] = as_of.isoformat()
+    for name, value in contract_header_values(plan_id, kind, stages, org_ids, as_of).items():
+        msg[name] = value
+
+
+def request_key(plan_id: str, change_hash: str, email: str) -> str:
+    """Identity of a request in the outbox: one per set of changes and recipient, whatever the day."""
+    return f"{plan_id}|request|{change_hash}|{email.lower()}"
 
 
 def envelope(plan_id: str, kind: str, stages, org_ids, as_of: dt.date, subject: str, key: str,
@@ -193,11 +206,7 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
         "To": f"{to_name} <{digest.recipient.email}>" if to_name else digest.recipient.email,
         "Date": format_datetime(now or dt.datetime.now(dt.UTC)),
         "Message-ID": message_id(digest.key, from_email.rsplit("@", 1)[-1] or "admission.local"),
-        "X-Admission-Campaign": clean_header(plan.id),
-        "X-Admission-Kind": digest.kind,
-        "X-Admission-Stages": ",".join(map(str, digest.stages)),
-        "X-Admission-Orgs": clean_header(",".join(digest.org_ids)),
-        "X-Admission-Date": digest.as_of.isoformat(),
+        **contract_header_values(plan.id, digest.kind, digest.stages, digest.org_ids, digest.as_of),
     }
     wire_headers = dict(headers, Subject=unstructured(subject), From=address(from_name, from_email),
                         To=address(digest.recipient.name, digest.recipient.email))
@@ -250,12 +259,11 @@ def render_request(plan: Plan, as_of: dt.date, recipient, changes: list[dict], o
                "deadline": plan.stage(6).deadline if any(s.number == 6 for s in plan.stages) else None}
     msg = envelope(plan.id, "request", [5, 6], org_ids, as_of,
                    f"Заявка об изменении списка операторов АИС «Е-услуги. Образование» от {ru_date(as_of)} "
-                   f"({len(changes)} изменений)", f"{plan.id}|request|{change_hash}|{recipient.email.lower()}",
+                   f"({len(changes)} изменений)", request_key(plan.id, change_hash, recipient.email),
                    recipient, from_email, from_name)
     msg.set_content(_env().get_template("request.txt.j2").render(context), subtype="plain", charset="utf-8",
                     cte="base64")
     msg.add_alternative(_env().get_template("request.html.j2").render(context), subtype="html", charset="utf-8",
                         cte="base64")
-    msg.add_attachment(xlsx.read_bytes(), maintype="application",
-                       subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet", filename=xlsx.name)
+    msg.add_attachment(xlsx.read_bytes(), maintype=XLSX_MIME[0], subtype=XLSX_MIME[1], filename=xlsx.name)
     return msg

@@ -47,6 +47,11 @@ class Item:
     parent_name: str = ""
 
 
+def digest_key(plan_id: str, as_of: dt.date, kind: str, email: str) -> str:
+    """Identity of a day's message in the outbox: the same person, kind, plan and day is the same message."""
+    return f"{plan_id}|{as_of.isoformat()}|{kind}|{email.lower()}"
+
+
 @dataclass
 class Digest:
     plan_id: str
@@ -57,8 +62,7 @@ class Digest:
 
     @property
     def key(self) -> str:
-        """Identity of the digest: the same person, kind, plan and day is the same message."""
-        return f"{self.plan_id}|{self.as_of.isoformat()}|{self.kind}|{self.recipient.email.lower()}"
+        return digest_key(self.plan_id, self.as_of, self.kind, self.recipient.email)
 
     @property
     def stages(self) -> list[int]:

@@ -16,12 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from .mail import _env, envelope, ru_date
-from .notify import Person
+from .notify import Person, digest_key
 from .plan import Plan
-from .xlsx import new_workbook, write_sheet
+from .xlsx import XLSX_MIME, new_workbook, write_sheet
 
 STATUS_RU = {"complete": "выполнено", "lagging": "отстает", "overdue": "просрочено"}
-XLSX_MIME = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 @dataclass
@@ -161,7 +160,7 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
 def render_email(report: Report, recipient: Person, from_email: str, from_name: str, png: Path, xlsx: Path,
                  docs_link: str | None = None) -> EmailMessage:
     """HTML report with the chart inline (cid) and the workbook attached, plus a plain-text twin."""
-    key = f"{report.plan.id}|{report.as_of.isoformat()}|report|{recipient.email.lower()}"
+    key = digest_key(report.plan.id, report.as_of, "report", recipient.email)
     domain = from_email.rsplit("@", 1)[-1] or "admission.local"
     cid = make_msgid(idstring="chart", domain=domain)
     context = {

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+XLSX_MIME = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 MAX_ROWS = 1_048_576
 MAX_TEXT = 32_767
 _EPOCH = dt.date(1899, 12, 30)

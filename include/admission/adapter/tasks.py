@@ -113,7 +113,7 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
 def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Tables, chart, workbook and Data Docs for the day; the mail goes to the outbox (kind `report`)."""
     from admission import report as rep
-    from admission.notify import Directory
+    from admission.notify import Directory, digest_key
     from admission.outbox import enqueue
     from admission.reader import read_data_folder
     from admission.store import load_findings, load_history, load_results, previous_date
@@ -146,7 +146,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     messages = []
     for person in recipients:
         msg = rep.render_email(report, person, sender.from_email, sender.from_name, png, xlsx, link)
-        messages.append((f"{plan.id}|{as_of.isoformat()}|report|{person.email.lower()}", "report", msg))
+        messages.append((digest_key(plan.id, as_of, "report", person.email), "report", msg))
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
     log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
     return {"as_of": as_of_iso, "folder": str(folder), "recipients": len(recipients), **counts}
@@ -155,7 +155,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
 def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Consolidate and check the operator lists, keep the day's snapshot, prepare the request to РЦОКО."""
     from admission import operators as opmod
-    from admission.mail import render_request
+    from admission.mail import render_request, request_key
     from admission.notify import Directory
     from admission.outbox import enqueue
     from admission.reader import read_data_folder
@@ -185,7 +185,7 @@ def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     _, sender = config.smtp_or_defaults()
     records = changes.astype(object).where(changes.notna(), None).to_dict("records")
     messages = [
-        (f"{plan.id}|request|{digest}|{p.email.lower()}", "request",
+        (request_key(plan.id, digest, p.email), "request",
          render_request(plan, as_of, p, records, list(changes["org_id"]), xlsx, digest, sender.from_email,
                         sender.from_name))
         for p in Directory(data).rcoko
