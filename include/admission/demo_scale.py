@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .demo import DOMAIN, NAMES_F, NAMES_M, PATRONYMICS_F, PATRONYMICS_M, SURNAMES
+from .rules import INN_WEIGHTS
 from .schema import DATASETS
 
 SCALES = {
@@ -44,7 +45,7 @@ def _names(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def _inns(rng: np.random.Generator, n: int) -> np.ndarray:
     d = rng.integers(0, 10, size=(n, 9))
-    check = (d @ np.array([2, 4, 10, 3, 5, 9, 4, 6, 8])) % 11 % 10
+    check = (d @ np.array(INN_WEIGHTS)) % 11 % 10
     return np.array(["".join(map(str, row)) for row in np.column_stack([d, check])])
 
 

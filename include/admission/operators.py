@@ -122,10 +122,8 @@ def changes_of(diff: pd.DataFrame) -> pd.DataFrame:
 
 def change_hash(changes: pd.DataFrame) -> str:
     """The identity of a set of changes: the same set is never requested twice."""
-    items = sorted(
-        (a, o, str(normalize_text(pd.Series([n])).iloc[0]))
-        for a, o, n in zip(changes["action"], changes["org_id"], changes["full_name"], strict=True)
-    )
+    names = normalize_text(changes["full_name"]).fillna("")
+    items = sorted(zip(changes["action"], changes["org_id"], names, strict=True))
     return hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
@@ -144,13 +142,10 @@ def request_workbook(changes: pd.DataFrame, data: DataFolder, as_of: dt.date, pa
         _order=changes["action"].map({"create": 0, "block": 1}),
     ).sort_values(["mooyso", "org_id", "_order", "full_name"])
     wb = new_workbook(path)
-    rows = [[m, o, s, a, n, p, r, e, ph, lg, note] for m, o, s, a, n, p, r, e, ph, lg, note in zip(
-        frame["mooyso"], frame["org_id"], frame["school"], frame["action_ru"], frame["full_name"],
-        frame["position"], frame["role"], frame["email"], frame["phone"], frame["login"], frame["note"],
-        strict=True)]
-    rows = [[None if (isinstance(v, float) and pd.isna(v)) or v is pd.NA else v for v in r] for r in rows]
-    write_sheet(wb, f"Заявка {as_of.strftime('%d.%m.%Y')}", REQUEST_HEADER, rows,
-           [38, 10, 45, 30, 32, 26, 18, 30, 18, 16, 40])
+    cols = ["mooyso", "org_id", "school", "action_ru", "full_name", "position", "role", "email", "phone", "login",
+            "note"]
+    write_sheet(wb, f"Заявка {as_of.strftime('%d.%m.%Y')}", REQUEST_HEADER,
+                frame[cols].itertuples(index=False, name=None), [38, 10, 45, 30, 32, 26, 18, 30, 18, 16, 40])
     wb.close()
     return path
 
@@ -162,16 +157,16 @@ def consolidated_workbook(ops: pd.DataFrame, findings: list[Finding], path: Path
               "№ приказа", "Дата приказа", "Файл", "Строка"]
     widths = [38, 10, 45, 32, 26, 18, 30, 18, 12, 13, 28, 8]
 
-    def rows(frame: pd.DataFrame) -> list[list[object]]:
-        cols = ["mooyso", "org_id", "school", "full_name", "position", "role", "email", "phone", "order_no",
-                "order_date", "_file", "_row"]
-        return [[None if (not isinstance(v, str) and pd.isna(v)) else v for v in r]
-                for r in frame[cols].itertuples(index=False, name=None)]
+    cols = ["mooyso", "org_id", "school", "full_name", "position", "role", "email", "phone", "order_no",
+            "order_date", "_file", "_row"]
+
+    def rows(frame: pd.DataFrame):
+        return frame[cols].itertuples(index=False, name=None)  # the writer leaves missing values empty
 
     wb = new_workbook(path)
     write_sheet(wb, "Регион", header, rows(ops), widths)
     for (mid, name), part in ops.groupby(["mooyso_id", "mooyso"], sort=True):
-        write_sheet(wb, f"{mid} {name}"[:31], header, rows(part), widths)
+        write_sheet(wb, f"{mid} {name}", header, rows(part), widths)  # the writer keeps Excel's name rules
     write_sheet(wb, "Проблемы", ["Код ОО", "Файл", "Строка", "Столбец", "Проблема"],
            [[f.org_id, f.file, f.row, f.column, f.message] for f in findings if f.dataset == "operators"],
            [10, 30, 8, 16, 100])

@@ -142,12 +142,11 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
         # Column by column (tolist), not row by row: the national workbook has 2.6 million cells.
         parent = [names.get(p, p) if isinstance(p, str) else "" for p in r["parent_id"].tolist()]
         status = [STATUS_RU.get(s, s) for s in r["status"].tolist()]
-        overdue = [None if pd.isna(d) else int(d) for d in r["days_overdue"].tolist()]
         missing = ["; ".join(m) if m else "" for m in r["missing"].tolist()]
         write_sheet(wb, f"Этап {stage.number}", ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки",
                                                "Что не сделано"],
-                    zip(r["org_id"].tolist(), r["name"].tolist(), r["kind"].tolist(), parent, status, overdue,
-                        missing, strict=True),
+                    zip(r["org_id"].tolist(), r["name"].tolist(), r["kind"].tolist(), parent, status,
+                        r["days_overdue"].tolist(), missing, strict=True),
                     [10, 50, 8, 40, 12, 15, 100])
     p = report.problems
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],

@@ -69,6 +69,9 @@ def chief_position_ok(position: pd.Series) -> pd.Series:
     return normalize_text(position).str.contains(CHIEF_POSITION_RE, na=False).astype(bool)
 
 
+INN_WEIGHTS = (2, 4, 10, 3, 5, 9, 4, 6, 8)  # a legal entity's 10-digit ИНН: check digit = Σ dᵢwᵢ mod 11 mod 10
+
+
 def _digits(s: pd.Series, n: int) -> tuple[pd.Series, np.ndarray]:
     text = s.astype("string").str.strip()
     ok = text.str.fullmatch(rf"\d{{{n}}}", na=False).astype(bool)
@@ -82,8 +85,7 @@ def inn_checksum_ok(inn: pd.Series) -> pd.Series:
     ok, d = _digits(inn, 10)
     if len(d) == 0:
         return pd.Series(pd.NA, index=inn.index, dtype="boolean")
-    weights = np.array([2, 4, 10, 3, 5, 9, 4, 6, 8])
-    valid = (d[:, :9] @ weights) % 11 % 10 == d[:, 9]
+    valid = (d[:, :9] @ np.array(INN_WEIGHTS)) % 11 % 10 == d[:, 9]
     return pd.Series(valid, index=inn.index, dtype="boolean").where(ok.to_numpy())
 
 

@@ -277,17 +277,15 @@ def previous_date(url: str, plan_id: str, before: dt.date) -> dt.date | None:
 
 def save_operator_snapshot(url: str, plan_id: str, as_of: dt.date, ops: pd.DataFrame) -> None:
     """The day's consolidated operator list, replacing an earlier snapshot of the same day."""
-    rows = [
-        {"plan_id": plan_id, "as_of": as_of, "org_id": _none(o), "full_name": _none(n), "position": _none(p),
-         "role": _none(r), "email": _none(e), "phone": _none(ph), "file": f, "row": int(rw)}
-        for o, n, p, r, e, ph, f, rw in zip(ops["org_id"], ops["full_name"], ops["position"], ops["role"],
-                                            ops["email"], ops["phone"], ops["_file"], ops["_row"], strict=True)
-    ]
+    n = len(ops)
+    cols = ["plan_id", "as_of", "org_id", "full_name", "position", "role", "email", "phone", "file", "row"]
+    rows = list(zip([plan_id] * n, [as_of.isoformat()] * n,
+                    *(_column(ops, c) for c in ("org_id", "full_name", "position", "role", "email", "phone", "_file")),
+                    _column(ops, "_row", int), strict=True))
     t = operator_snapshot
     with engine_for(url).begin() as conn:
         conn.execute(delete(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of))
-        if rows:
-            conn.execute(insert(t), rows)
+        bulk_insert(conn, t, cols, rows)
 
 
 def load_operator_snapshot(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:

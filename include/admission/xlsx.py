@@ -26,6 +26,7 @@ XLSX_MIME = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.she
 MAX_ROWS = 1_048_576
 MAX_TEXT = 32_767
 _EPOCH = dt.date(1899, 12, 30)
+_MISSING = {"NAType", "NaTType"}  # pandas' missing values (by name: this module does not import pandas)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _SPECIAL = re.compile(r"[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _BAD_TITLE = re.compile(r"[\[\]:*?/\\]")
@@ -70,7 +71,7 @@ def _text(value: str) -> str:
 def _cell(ref: str, value: object, style: int = 0) -> str:
     s = f' s="{style}"' if style else ""
     kind = type(value)
-    if value is None or kind.__name__ == "NAType" or (kind is float and value != value):
+    if value is None or kind.__name__ in _MISSING or (kind is float and value != value):
         return f'<c r="{ref}"{s}/>' if style else ""
     if kind is str:
         if not value and not style:
