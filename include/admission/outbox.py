@@ -237,6 +237,13 @@ def _release(engine, claimed: set[int], previous: dict[int, str]) -> None:
                          .values(status=previous[row_id], last_error=None, updated_at=_now()))
 
 
+def _record(engine, row_id: int, **values: object) -> None:
+    """One delivery attempt's outcome, committed at once."""
+    with engine.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.id == row_id).values(
+            attempts=outbox.c.attempts + 1, updated_at=_now(), **values))
+
+
 def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str, ...] | None = None,
             max_reconnects: int = 2) -> dict[str, int]:
     """Send every message of the day that still needs it; commit each outcome at once.
@@ -271,9 +278,7 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
                     except Exception as exc:  # classified below; nothing escapes unrecorded
                         outcome, text = _classify(exc)
                         status = "refused" if outcome == "refused" else "failed"
-                        with engine.begin() as conn:
-                            conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-                                status=status, attempts=outbox.c.attempts + 1, last_error=text, updated_at=_now()))
+                        _record(engine, row["id"], status=status, last_error=text)
                         if outcome == "connection":
                             if reconnects < max_reconnects and hasattr(transport, "reconnect"):
                                 reconnects += 1
@@ -286,10 +291,8 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
                         counts[status] += 1
                         log.warning("message %s: %s (%s)", row["id"], status, text.split(" ", 1)[0])
                     else:
-                        with engine.begin() as conn:
-                            conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-                                status=transport.done_status, attempts=outbox.c.attempts + 1, last_error=None,
-                                path=path or row.get("path"), sent_at=_now(), updated_at=_now()))
+                        _record(engine, row["id"], status=transport.done_status, last_error=None,
+                                path=path or row.get("path"), sent_at=_now())
                         counts["delivered"] += 1
                     break
     except BaseException:
