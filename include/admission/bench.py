@@ -62,6 +62,7 @@ class PeakRSS:
 def floor_failures(frames: dict[str, pd.DataFrame]) -> set[tuple[str, int, str]]:
     """The same row rules as the GX suites, as plain vectorized pandas: (dataset, index, column)."""
     from .rules import _rules, prepare
+    from .schema import DATASETS
 
     out: set[tuple[str, int, str]] = set()
     for name, frame in frames.items():
@@ -87,8 +88,6 @@ def floor_failures(frames: dict[str, pd.DataFrame]) -> set[tuple[str, int, str]]
                 bad = a.notna() & b.notna() & (a < b)
             else:  # pragma: no cover - a new rule type must get a floor twin
                 raise NotImplementedError(kind)
-            from .schema import DATASETS
-
             column = DATASETS[name].column(rule.column).ru
             out.update((name, int(i), column) for i in data.index[bad.fillna(False).to_numpy(dtype=bool)])
     return out
@@ -105,15 +104,10 @@ def _phase(results: dict, name: str, fn, rows: int | None = None):
     return value
 
 
-def _render_all(digests: list, plan) -> list:
-    from .mail import render
-
-    return [(d.key, d.kind, render(d, plan, "monitor@region.example")) for d in digests]
-
-
 def run_day(data_dir: Path, work: Path) -> dict:
     """One campaign day through the task code, phase by phase."""
     from . import report as rep
+    from .mail import render_all
     from .notify import plan_digests
     from .outbox import enqueue
     from .plan import load_plan
@@ -148,7 +142,7 @@ def run_day(data_dir: Path, work: Path) -> dict:
 
         results = _phase(phases, "stages", stages)
         digests = _phase(phases, "recipients", partial(plan_digests, plan, AS_OF, results, data), len(results))
-        messages = _phase(phases, "render", partial(_render_all, digests, plan), len(digests))
+        messages = _phase(phases, "render", partial(render_all, digests, plan, "monitor@region.example"), len(digests))
         _phase(phases, "outbox", partial(enqueue, url, plan.id, AS_OF, messages), len(messages))
         n_results, n_digests = len(results), len(digests)
         del results, digests, messages  # the report task is another process: it has none of these
@@ -215,7 +209,7 @@ def smtp_throughput(n: int) -> dict:
     import multiprocessing as mp
     import socket
 
-    from .mail import render
+    from .mail import render_all
     from .notify import Digest, Item, Person
     from .outbox import SmtpTransport, deliver, enqueue, smtp_settings
     from .plan import load_plan
@@ -233,13 +227,13 @@ def smtp_throughput(n: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"sqlite:///{tmp}/smtp.db"
             start = time.perf_counter()
-            messages = []
-            for i in range(n):
-                item = Item(5, f"S{i}", f"Школа № {i}", "ОО", "overdue", dt.date(2019, 12, 16), 30, 0,
-                            ["нет главного оператора в должности не ниже заместителя директора"], "УО: uo@x.example")
-                d = Digest(plan.id, AS_OF, "overdue", Person(f"head{i}@school.example", "Руководитель"), [item])
-                messages.append((d.key, d.kind, render(d, plan, "monitor@region.example")))
-            enqueue(url, plan.id, AS_OF, messages)
+            digests = [
+                Digest(plan.id, AS_OF, "overdue", Person(f"head{i}@school.example", "Руководитель"), [
+                    Item(5, f"S{i}", f"Школа № {i}", "ОО", "overdue", dt.date(2019, 12, 16), 30, 0,
+                         ["нет главного оператора в должности не ниже заместителя директора"], "УО: uo@x.example")])
+                for i in range(n)
+            ]
+            enqueue(url, plan.id, AS_OF, render_all(digests, plan, "monitor@region.example"))
             rendered = time.perf_counter() - start
             transport = SmtpTransport(smtp_settings("127.0.0.1", port, None, None, {"ssl": "false"}))
             counts = deliver(url, plan.id, AS_OF, transport)

@@ -232,6 +232,11 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
     return Rendered(headers, wire, digest.recipient.email)
 
 
+def render_all(digests: list[Digest], plan: Plan, from_email: str, from_name: str = "") -> list[tuple[str, str, Rendered]]:
+    """(digest key, kind, message) for every digest: what the outbox records."""
+    return [(d.key, d.kind, render(d, plan, from_email, from_name)) for d in digests]
+
+
 def to_wire(msg: Message | Rendered) -> str:
     """The message exactly as it is stored, written to .eml and sent."""
     if isinstance(msg, Rendered):

@@ -55,7 +55,7 @@ def check_stage(plan: Plan, stage_no: int, as_of_iso: str) -> dict:
 @_thaws_heap
 def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Decide who gets what today, render every digest and record it in the outbox."""
-    from admission.mail import render
+    from admission.mail import render_all
     from admission.notify import plan_digests
     from admission.outbox import enqueue
     from admission.reader import freeze_heap, read_data_folder
@@ -75,7 +75,7 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     freeze_heap()
     digests = plan_digests(plan, as_of, results, data)
     _, sender = config.smtp_or_defaults()
-    messages = [(d.key, d.kind, render(d, plan, sender.from_email, sender.from_name)) for d in digests]
+    messages = render_all(digests, plan, sender.from_email, sender.from_name)
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
     by_kind: dict[str, int] = {}
     for d in digests:
