@@ -99,6 +99,9 @@ def test_report_mail_reaches_smtp_with_inline_chart_and_workbook(plan, demo_data
     assert deliver(url, plan.id, report.as_of, transport, kinds=("report",))["delivered"] == len(roiv) == 2
     msg = smtp_sink.messages()[0]
     assert msg["X-Admission-Kind"] == "report" and msg["X-Admission-Date"] == "2020-01-15"
+    # Every space survives the header encoding (Python's own folding lost the one in "в 1-й").
+    assert msg["Subject"] == "Ежедневный отчет: подготовка к приему в 1-й класс, кампания 2020-2021, на 15.01.2020"
+    assert str(msg["From"]) == "М <monitor@region.example>" and msg["To"].addresses[0].addr_spec in msg["To"]
     html = msg.get_body(("html",)).get_content()
     image = next(p for p in msg.walk() if p.get_content_type() == "image/png")
     assert f"cid:{image['Content-ID'].strip('<>')}" in html

@@ -242,8 +242,27 @@ def to_wire(msg: Message | Rendered) -> str:
     if isinstance(msg, Rendered):
         return msg.wire
     if isinstance(msg, EmailMessage):
-        return msg.as_string(policy=WIRE_POLICY)
+        return _own_address_and_subject(msg, msg.as_string(policy=WIRE_POLICY))
     return msg.as_string()
+
+
+def _own_address_and_subject(msg: EmailMessage, wire: str) -> str:
+    """Subject, From and To as the digests encode them.
+
+    Python's header folder may drop the space between two encoded words ("в 1-й" arrived as "в1-й"
+    in the report's subject), so the headers people read are written by :func:`unstructured` and
+    :func:`address`, which keep every space inside a word.
+    """
+    sep = WIRE_POLICY.linesep
+    head, blank, body = wire.partition(sep * 2)
+    own = {"Subject": unstructured(str(msg["Subject"]))}
+    for name in ("From", "To"):
+        person = msg[name].addresses[0]
+        own[name] = address(person.display_name, person.addr_spec)
+    for name, value in own.items():
+        head = re.sub(rf"^{name}: [^\r\n]*(?:{sep}[ \t][^\r\n]*)*", lambda _m, n=name, v=value: f"{n}: " + v.replace("\n", sep),
+                      head, count=1, flags=re.MULTILINE)
+    return head + blank + body
 
 
 def recipient_of(msg: Message) -> str:
