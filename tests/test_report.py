@@ -108,7 +108,11 @@ def test_report_mail_reaches_smtp_with_inline_chart_and_workbook(plan, demo_data
     attachment = next(p for p in msg.iter_attachments() if p.get_filename() == xlsx.name)
     assert attachment.get_content() == xlsx.read_bytes()
     assert "Проблемы данных" in html and "Этапы плана" in html
-    assert "ЭТАПЫ ПЛАНА" in msg.get_body(("plain",)).get_content()
+    plain = msg.get_body(("plain",)).get_content()
+    assert "ЭТАПЫ ПЛАНА" in plain
+    # A row is a whole number and a file-level problem names no row or column.
+    assert "informing/D201.csv, строка 17, «Дата»: значение «31.02.2020»" in plain
+    assert "informing/D107.xlsx: не удалось открыть XLSX" in plain
 
 
 @pytest.mark.airflow

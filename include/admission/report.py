@@ -150,8 +150,8 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
                     [10, 50, 8, 40, 12, 15, 100])
     p = report.problems
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
-          [[x.dataset, x.file, None if pd.isna(x.row) else int(x.row), x.column, x.org_id, x.message]
-           for x in p.itertuples()], [20, 40, 8, 22, 16, 100])
+          p[["dataset", "file", "row", "column", "org_id", "message"]].itertuples(index=False, name=None),
+          [20, 40, 8, 22, 16, 100])
     wb.close()
     return path
 

@@ -242,7 +242,11 @@ def load_findings(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of)).mappings().all()
     frame = pd.DataFrame(rows, columns=[c.name for c in t.columns])
-    return frame.drop_duplicates(["dataset", "file", "row", "column", "message"]).drop(columns=["id", "stage"])
+    frame = frame.drop_duplicates(["dataset", "file", "row", "column", "message"]).drop(columns=["id", "stage"])
+    # None, not NaN, where a finding has no row or column (a whole file): people read these as "строка 17".
+    frame = frame.astype(object).where(frame.notna(), None)
+    frame["row"] = pd.Series([None if r is None else int(r) for r in frame["row"]], index=frame.index, dtype=object)
+    return frame.reset_index(drop=True)
 
 
 def load_history(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
