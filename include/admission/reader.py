@@ -65,11 +65,13 @@ class DataFolder:
     findings: list[Finding] = field(default_factory=list)
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def cached(self, key: object, compute):
-        """Derived data computed once per read (the bench and `make day` run all stages on one read)."""
-        if key not in self.memo:
-            self.memo[key] = compute()
-        return self.memo[key]
+    def cached(self, key: object, compute, depends_on: object = None):
+        """Derived data computed once per read (the bench and `make day` run all stages on one read),
+        and again when ``depends_on`` is another object (e.g. another validation of the same read)."""
+        hit = self.memo.get(key)
+        if hit is None or hit[0] is not depends_on:
+            hit = self.memo[key] = (depends_on, compute())
+        return hit[1]
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.frames[name]

@@ -54,10 +54,7 @@ class Context:
 
     def memo(self, key: tuple, compute: Callable[[], object]):
         """Derived data kept on the data folder while the row problems are the same object."""
-        hit = self.data.memo.get(key)
-        if hit is None or hit[0] is not self.problems:
-            hit = self.data.memo[key] = (self.problems, compute())
-        return hit[1]
+        return self.data.cached(key, compute, depends_on=self.problems)
 
     def norm(self, name: str, column: str) -> pd.Series:
         """A column normalized for comparison (whole frame; index it with the rows at hand)."""
@@ -398,11 +395,12 @@ def dedupe(findings: list[Finding]) -> list[Finding]:
 
 def day_problems(data: DataFolder, validation: Validation) -> tuple[list[Finding], pd.DataFrame]:
     """Every row problem of the read (reader, GX, unknown codes), once per validation."""
-    hit = data.memo.get("problems")
-    if hit is None or hit[0] is not validation:
+    def compute() -> tuple[list[Finding], pd.DataFrame]:
         findings = dedupe(data.findings + validation.findings() + unknown_org_findings(data))
-        hit = data.memo["problems"] = (validation, findings, problems_frame(findings))
-    return list(hit[1]), hit[2]
+        return findings, problems_frame(findings)
+
+    findings, problems = data.cached("problems", compute, depends_on=validation)
+    return list(findings), problems
 
 
 @dataclass
