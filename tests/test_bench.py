@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import subprocess
@@ -55,5 +56,5 @@ def test_region_scale_generator_is_deterministic_and_readable(tmp_path, plan):
     per_school = data["operators"][data["operators"]["_file"] != "operators/_all_other_schools.csv"]
     assert len(per_school) > 0 and per_school["org_id"].str.startswith("S").all()
     for number in (5, 7):
-        s = summarize(evaluate_stage(plan, plan.stage(number), data, __import__("datetime").date(2020, 1, 15)).results)
+        s = summarize(evaluate_stage(plan, plan.stage(number), data, dt.date(2020, 1, 15)).results)
         assert s["complete"] > 0 and s["lagging"] + s["overdue"] > 0
