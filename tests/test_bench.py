@@ -53,7 +53,7 @@ def test_region_scale_generator_is_deterministic_and_readable(tmp_path, plan):
     data = read_data_folder(tmp_path / "a")
     assert len(data["organizations"]) == sum(counts[k] for k in ("РОИВ", "РЦОКО", "МООУСО", "ОО", "ДОУ"))
     assert {f.file for f in data.findings} == {"informing.csv"}  # the seeded impossible dates
-    per_school = data["operators"][data["operators"]["_file"] != "operators/_all_other_schools.csv"]
+    per_school = data["operators"][data["operators"]["_file"] != "operators/operators.csv"]
     assert len(per_school) > 0 and per_school["org_id"].str.startswith("S").all()
     for number in (5, 7):
         s = summarize(evaluate_stage(plan, plan.stage(number), data, dt.date(2020, 1, 15)).results)

@@ -168,7 +168,9 @@ def generate(outdir: str | Path, scale: str = "region", seed: int = 2019) -> dic
     for org_id, part in ops[region_one].groupby("org_id"):  # one МООУСО's schools send files without org_id
         _write(part.drop(columns="org_id"), out / "operators" / f"{org_id}.csv", "operators", russian=True,
                encoding="cp1251")
-    _write(ops[~region_one], out / "operators" / "_all_other_schools.csv", "operators", russian=False, sep=",")
+    # The other schools' lists arrive consolidated: one file beside the folder (a file inside a per-school
+    # folder speaks for that school only).
+    _write(ops[~region_one], out / "operators.csv", "operators", russian=False, sep=",")
     status = np.where(rng.random(len(ops)) < 0.06, "запрошена", "выдана")
     acc = pd.DataFrame({"org_id": ops["org_id"].to_numpy(), "full_name": ops["full_name"].to_numpy(),
                         "login": np.char.add("u", np.arange(len(ops)).astype(str)), "status": status,

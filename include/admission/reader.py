@@ -12,16 +12,16 @@ row 2 (for CSV this is the line number when no value spans lines).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import gc
-import io
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from .schema import DATASETS, KIND_ALIASES, ORG_KINDS, Dataset, normalize_header
+from .ingest import Limits, RawTable, Refused, dataset_entries, parse_csv, parse_xlsx_isolated, read_regular
+from .schema import CODE_COLUMNS, CODE_MAX, DATASETS, KIND_ALIASES, ORG_KINDS, Dataset, normalize_header
 
 META = ["_file", "_row"]
 _TRUE = {"да", "yes", "1", "true", "д", "y", "истина"}
@@ -88,172 +88,170 @@ def empty_frame(ds: Dataset) -> pd.DataFrame:
     return frame
 
 
-def _sources(root: Path, name: str) -> list[tuple[Path, bool]]:
-    """(file, is_per_org) for one dataset; names compared case-insensitively."""
-    out: list[tuple[Path, bool]] = []
-    if not root.is_dir():
-        return out
-    for entry in sorted(root.iterdir()):
-        low = entry.name.casefold()
-        if entry.is_file() and low in {f"{name}.csv", f"{name}.xlsx"}:
-            out.append((entry, False))
-        elif entry.is_dir() and low == name:
-            for sub in sorted(entry.rglob("*")):
-                if sub.is_file() and sub.suffix.casefold() in {".csv", ".xlsx"} and not sub.name.startswith(("~$", ".")):
-                    out.append((sub, True))
-    return out
-
-
-def _decode(data: bytes) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096]:
-        raise UnicodeError("файл не в кодировке UTF-8 или Windows-1251 (похоже на UTF-16)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1251")
-    except UnicodeDecodeError as exc:
-        raise UnicodeError("файл не в кодировке UTF-8 или Windows-1251") from exc
-
-
-def _pick_delimiter(text: str, ds: Dataset) -> str:
-    first = text.split("\n", 1)[0]
+def _finding_column(ds: Dataset, header: list[str], col: int | None) -> str | None:
+    """The column a finding names: the contract's Russian header when the file's header maps to one."""
+    if col is None:
+        return None
     known = ds.header_map()
-    best, best_score = ";", (-1, -1)
-    for sep in (";", ","):
-        cells = next(csv.reader([first], delimiter=sep), [])
-        score = (sum(normalize_header(c) in known for c in cells), len(cells))
+    text = header[col] if col < len(header) else ""
+    key = known.get(normalize_header(text))
+    return ds.column(key).ru if key else (text.strip()[:80] or f"столбец {col + 1}")
+
+
+def _header_row(rows: list[list[str]], ds: Dataset, limits: Limits) -> int:
+    """Index of the header row: the row (among the first few) naming the most contract columns."""
+    known = ds.header_map()
+    best, best_score = 0, -1
+    for i, row in enumerate(rows[: limits.header_search_rows]):
+        score = len({known[h] for h in (normalize_header(c) for c in row) if h in known})
         if score > best_score:
-            best, best_score = sep, score
+            best, best_score = i, score
     return best
 
 
-def _read_csv(path: Path, ds: Dataset, rel: str, findings: list[Finding]) -> pd.DataFrame | None:
-    try:
-        text = _decode(path.read_bytes())
-    except UnicodeError as exc:
-        findings.append(Finding(ds.name, rel, f"не удалось прочитать: {exc}"))
+def _normalize(table: RawTable, ds: Dataset, rel: str, stem: str | None, findings: list[Finding],
+               limits: Limits) -> pd.DataFrame | None:
+    """Header row -> keys, strip values, drop empty rows, add _file/_row; every problem is a finding."""
+    def finding(message: str, row: int | None = None, column: str | None = None, org: str | None = None) -> None:
+        findings.append(Finding(ds.name, rel, message, row=row, column=column, org_id=org))
+
+    rows = table.rows
+    at = _header_row(rows, ds, limits) if rows else 0
+    header = [str(c) for c in rows[at]] if rows else []
+    for p in table.problems:
+        finding(p.message, p.row, _finding_column(ds, header, p.col))
+    if not rows:
+        if not table.problems:
+            finding("файл пуст")
         return None
-    if not text.strip():
-        findings.append(Finding(ds.name, rel, "файл пуст"))
+    if stem is not None and len(stem) > CODE_MAX:
+        finding(f"имя файла длиннее {CODE_MAX} символов и не может быть кодом организации; файл не учтен")
         return None
-    sep = _pick_delimiter(text, ds)
-    opts = dict(sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False, header=None)
-    try:
-        raw = pd.read_csv(io.StringIO(text), **opts)
-    except pd.errors.ParserError:
-        bad: list[list[str]] = []
-
-        def _bad(line: list[str]) -> None:
-            bad.append(line)
-            return None
-
-        raw = pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=_bad, **opts)
-        # The python engine does not tell the line number; find them by field count.
-        width = raw.shape[1]
-        for lineno, cells in enumerate(csv.reader(io.StringIO(text), delimiter=sep), start=1):
-            if len(cells) > width:
-                findings.append(
-                    Finding(ds.name, rel, f"в строке {len(cells)} полей вместо {width}; строка пропущена", row=lineno)
-                )
-    return raw
-
-
-def _cell(value: object) -> object:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, bool):
-        return "да" if value else "нет"
-    return str(value)
-
-
-def _read_xlsx(path: Path, ds: Dataset, rel: str, findings: list[Finding]) -> pd.DataFrame | None:
-    try:
-        raw = pd.read_excel(path, header=None, dtype=object, engine="calamine")
-    except Exception as exc:  # calamine raises its own types for broken archives
-        findings.append(Finding(ds.name, rel, f"не удалось открыть XLSX: {type(exc).__name__}: {exc}"))
-        return None
-    return raw.map(_cell)
-
-
-def _normalize(raw: pd.DataFrame, ds: Dataset, rel: str, stem: str | None, findings: list[Finding]) -> pd.DataFrame | None:
-    """Header row -> keys, strip values, drop empty rows, add _file/_row."""
-    if raw.empty:
-        findings.append(Finding(ds.name, rel, "файл пуст"))
-        return None
-    raw = raw.astype(str)
-    headers = [normalize_header(h) for h in raw.iloc[0].tolist()]
-    body = raw.iloc[1:]
+    header_no = table.numbers[at]
+    if at > 0:
+        finding(f"над заголовком таблицы есть строки (заголовок найден в строке {header_no}); строки выше "
+                "заголовка пропущены", row=header_no)
     known = ds.header_map()
-    columns: dict[str, pd.Series] = {}
-    for pos, header in enumerate(headers):
-        key = known.get(header)
-        if key and key not in columns:
-            columns[key] = body.iloc[:, pos].str.strip()
-    if "org_id" not in columns and stem is not None:
-        columns["org_id"] = pd.Series(stem, index=body.index, dtype="object")
-    elif "org_id" in columns and stem is not None:
-        columns["org_id"] = columns["org_id"].mask(columns["org_id"] == "", stem)
-    missing = [c for c in ds.required if c not in columns]
+    positions: dict[str, int] = {}
+    for pos, text in enumerate(header):
+        key = known.get(normalize_header(text))
+        if key is None:
+            continue
+        if key in positions:
+            finding(f"столбец «{ds.column(key).ru}» повторяется (столбцы {positions[key] + 1} и {pos + 1}); "
+                    "учтен первый", row=header_no, column=ds.column(key).ru)
+        else:
+            positions[key] = pos
+    missing = [c for c in ds.required if c not in positions and not (c == "org_id" and stem is not None)]
     if missing:
         names = ", ".join(f"«{ds.column(c).ru}» ({c})" for c in missing)
-        findings.append(
-            Finding(ds.name, rel, f"нет обязательного столбца: {names}; файл не учтен", row=1,
-                    column=ds.column(missing[0]).ru)
-        )
+        finding(f"нет обязательного столбца: {names}; файл не учтен", row=header_no, column=ds.column(missing[0]).ru)
         return None
-    frame = pd.DataFrame(columns, index=body.index)
-    for key in ds.keys:
-        if key not in frame:
-            frame[key] = ""
-    frame = frame[ds.keys]
-    filled = frame.drop(columns=["org_id"]) if stem is not None else frame
-    frame = frame[(filled != "").any(axis=1)]
-    frame = frame.mask(frame == "")
+    width = len(header)
+    body, numbers = [], []
+    for row, number in zip(rows[at + 1:], table.numbers[at + 1:], strict=True):
+        if len(row) > width and any(c.strip() for c in row[width:]):
+            finding(f"в строке {len(row)} полей вместо {width}; строка пропущена", row=number)
+            continue
+        body.append(row)
+        numbers.append(number)
+    # Plain lists, not pandas string methods: per-school files are small and many, national files large,
+    # and a list comprehension is the cheapest way through both (no per-file pandas overhead).
+    columns: dict[str, list[str]] = {}
+    for key, pos in positions.items():
+        col = [row[pos].strip() if pos < len(row) else "" for row in body]
+        limit = CODE_MAX if key in CODE_COLUMNS else limits.max_cell_chars
+        if max(map(len, col), default=0) > limit:
+            for i, value in enumerate(col):
+                if len(value) > limit:
+                    finding(f"значение длиннее {limit} символов ({len(value)}); не учтено", row=numbers[i],
+                            column=ds.column(key).ru)
+                    col[i] = ""
+        columns[key] = col
+    if stem is not None:
+        given = columns.get("org_id")
+        if given is not None:
+            own = stem.casefold()
+            keep = [not code or code.casefold() == own for code in given]
+            for i in (i for i, ok in enumerate(keep) if not ok):
+                finding(f"строка относится к организации «{given[i]}», а файл в папке «{ds.name}» — к организации "
+                        f"«{stem}»: файл организации может содержать только ее собственные строки; строка не учтена",
+                        row=numbers[i], column=ds.column("org_id").ru, org=stem)
+            if not all(keep):
+                columns = {k: [v for v, ok in zip(vals, keep, strict=True) if ok] for k, vals in columns.items()}
+                numbers = [n for n, ok in zip(numbers, keep, strict=True) if ok]
+        columns["org_id"] = [stem] * len(numbers)
+    filled = [vals for key, vals in columns.items() if not (key == "org_id" and stem is not None)]
+    nonempty = [any(cells) for cells in zip(*filled, strict=True)] if filled else [False] * len(numbers)
+    data = {key: [v or None for v, ok in zip(columns[key], nonempty, strict=True) if ok] if key in columns
+            else [None] * sum(nonempty) for key in ds.keys}
+    frame = pd.DataFrame(data, dtype="object")
     frame["_file"] = rel
-    frame["_row"] = frame.index.astype(int) + 1  # header is row 1
-    return frame.reset_index(drop=True)
+    frame["_row"] = [n for n, ok in zip(numbers, nonempty, strict=True) if ok]
+    return frame
+
+
+_RU_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T][\d:.]{0,15})?")
+_INT = re.compile(r"[+-]?\d{1,9}")
+YEARS = (1900, 2100)  # a date outside is a typo, not a campaign date
+
+
+def parse_date(text: str) -> dt.date | None:
+    """ДД.ММ.ГГГГ or YYYY-MM-DD (a time after it is ignored); None when impossible (31.02, year 0020)."""
+    m = _RU_DATE.fullmatch(text)
+    if m:
+        day, month, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    else:
+        m = _ISO_DATE.fullmatch(text)
+        if not m:
+            return None
+        year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if not YEARS[0] <= year <= YEARS[1]:
+        return None
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def parse_int(text: str) -> int | None:
+    """A whole number of at most nine digits, spaces allowed as thousands separators."""
+    digits = "".join(text.split())
+    return int(digits) if _INT.fullmatch(digits) else None
+
+
+def parse_bool(text: str) -> bool | None:
+    low = text.strip().casefold()
+    return True if low in _TRUE else False if low in _FALSE else None
+
+
+_PARSERS = {
+    "date": (parse_date, "ожидается дата ДД.ММ.ГГГГ или ГГГГ-ММ-ДД (год от 1900 до 2100)"),
+    "bool": (parse_bool, "ожидается да/нет"),
+    "int": (parse_int, "ожидается целое число (не более 9 цифр)"),
+}
 
 
 def _parse_types(frame: pd.DataFrame, ds: Dataset, findings: list[Finding]) -> pd.DataFrame:
+    """Typed values parsed once per distinct text; an unparseable one is a finding quoting the original text."""
     for col in ds.columns:
-        if col.type == "str" or col.type == "emails":
+        if col.type not in _PARSERS:
             continue
+        parse, hint = _PARSERS[col.type]
         raw = frame[col.key]
-        present = raw.notna()
-        if col.type == "date":
-            text = raw.astype("string").str.strip()
-            ru = pd.to_datetime(text.where(text.str.fullmatch(r"\d{1,2}\.\d{1,2}\.\d{4}", na=False)),
-                                format="%d.%m.%Y", errors="coerce")
-            iso = pd.to_datetime(text.str.slice(0, 10).where(text.str.match(r"\d{4}-\d{2}-\d{2}", na=False)),
-                                 format="%Y-%m-%d", errors="coerce")
-            parsed = ru.fillna(iso).dt.date.astype("object")
-            hint = "ожидается ДД.ММ.ГГГГ или ГГГГ-ММ-ДД"
-        elif col.type == "bool":
-            low = raw.astype("string").str.strip().str.casefold()
-            parsed = pd.Series(pd.NA, index=raw.index, dtype="object")
-            parsed[low.isin(_TRUE).fillna(False).astype(bool)] = True
-            parsed[low.isin(_FALSE).fillna(False).astype(bool)] = False
-            hint = "ожидается да/нет"
-        else:  # int
-            num = pd.to_numeric(raw.astype("string").str.replace(r"\s", "", regex=True), errors="coerce")
-            whole = num.notna() & (num % 1 == 0)
-            parsed = num.where(whole).astype("Int64")
-            hint = "ожидается целое число"
-        bad = present & parsed.isna()
-        for idx in frame.index[bad.to_numpy()]:
+        codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+        values = [parse(str(u).strip()) for u in uniques]
+        parsed = pd.Series([values[c] if c >= 0 else None for c in codes], index=frame.index, dtype="object")
+        bad = raw.notna().to_numpy() & parsed.isna().to_numpy()
+        for idx in frame.index[bad]:
+            text = str(raw.at[idx])
+            shown = text if len(text) <= 60 else text[:57] + "..."
             findings.append(
-                Finding(ds.name, frame.at[idx, "_file"], f"значение «{raw.at[idx]}» не распознано: {hint}",
-                        row=int(frame.at[idx, "_row"]), column=col.ru, org_id=_org(frame, idx), value=str(raw.at[idx]))
+                Finding(ds.name, frame.at[idx, "_file"], f"значение «{shown}» не распознано: {hint}",
+                        row=int(frame.at[idx, "_row"]), column=col.ru, org_id=_org(frame, idx), value=shown)
             )
-        frame[col.key] = parsed
+        frame[col.key] = parsed.where(parsed.notna(), None) if col.type != "int" else parsed.astype("Int64")
     return frame
 
 
@@ -262,62 +260,119 @@ def _org(frame: pd.DataFrame, idx: object) -> str | None:
     return None if pd.isna(value) else str(value)
 
 
-def read_dataset(root: Path, name: str, findings: list[Finding]) -> pd.DataFrame:
+def _read_tables(root: Path, names: list[str], findings: list[Finding],
+                 limits: Limits) -> dict[str, list[tuple[str, str | None, RawTable]]]:
+    """Every file of the named datasets as raw tables (rel path, org stem, table), in file order.
+
+    Workbooks of all datasets go to the isolated XLSX parser together, so its processes start once.
+    """
+    entries = {name: dataset_entries(root, name) for name in names}
+    xlsx = [str(e.path) for es in entries.values() for e in es
+            if e.refusal is None and e.path.suffix.casefold() == ".xlsx"]
+    parsed = parse_xlsx_isolated(xlsx, limits)
+    out: dict[str, list[tuple[str, str | None, RawTable]]] = {}
+    for name, es in entries.items():
+        ds = DATASETS[name]
+        known = set(ds.header_map())
+        tables = out[name] = []
+        for e in es:
+            rel = e.path.relative_to(root).as_posix()
+            if e.refusal:
+                findings.append(Finding(name, rel, e.refusal))
+                continue
+            if str(e.path) in parsed:
+                table = parsed[str(e.path)]
+            else:
+                try:
+                    table = parse_csv(read_regular(e.path, limits), limits, known, normalize_header)
+                except Refused as exc:
+                    findings.append(Finding(name, rel, str(exc)))
+                    continue
+            tables.append((rel, e.path.stem if e.per_org else None, table))
+    return out
+
+
+def read_dataset(root: Path, name: str, findings: list[Finding], limits: Limits | None = None,
+                 tables: list[tuple[str, str | None, RawTable]] | None = None) -> pd.DataFrame:
     ds = DATASETS[name]
+    limits = limits or Limits.from_env()
+    if tables is None:
+        tables = _read_tables(root, [name], findings, limits)[name]
     parts: list[pd.DataFrame] = []
-    sources = _sources(root, name)
-    for path, per_org in sources:
-        rel = path.relative_to(root).as_posix()
-        reader = _read_xlsx if path.suffix.casefold() == ".xlsx" else _read_csv
-        raw = reader(path, ds, rel, findings)
-        if raw is None:
-            continue
-        frame = _normalize(raw, ds, rel, path.stem if per_org else None, findings)
+    present = False
+    for rel, stem, table in tables:
+        present = True
+        frame = _normalize(table, ds, rel, stem, findings, limits)
         if frame is not None and not frame.empty:
             parts.append(frame)
+    present = present or any(f.dataset == name for f in findings)
     frame = pd.concat(parts, ignore_index=True) if parts else empty_frame(ds)
     frame = _parse_types(frame, ds, findings)
-    frame.attrs["present"] = bool(sources)
+    frame.attrs["present"] = present
     return frame
 
 
+_REGISTRY_FIELDS = [c.key for c in DATASETS["organizations"].columns]
+
+
 def _clean_organizations(frame: pd.DataFrame, findings: list[Finding]) -> pd.DataFrame:
-    kind = frame["kind"].astype("string").str.strip().str.upper()
-    kind = kind.replace(KIND_ALIASES)
-    bad = frame["kind"].notna() & ~kind.isin(ORG_KINDS).fillna(False).astype(bool)
-    for idx in frame.index[bad.to_numpy()]:
-        findings.append(
-            Finding("organizations", frame.at[idx, "_file"],
-                    f"неизвестный тип организации «{frame.at[idx, 'kind']}» (допустимо: МООУСО, ОО, ДОУ, РЦОКО, РОИВ)",
-                    row=int(frame.at[idx, "_row"]), column="Тип", org_id=_org(frame, idx))
-        )
-    frame = frame.assign(kind=kind.astype("object").where(~bad))
-    dup = frame["org_id"].notna() & frame["org_id"].duplicated(keep="first")
-    for idx in frame.index[dup.to_numpy()]:
-        findings.append(
-            Finding("organizations", frame.at[idx, "_file"],
-                    f"код «{frame.at[idx, 'org_id']}» уже встречался выше; строка не учтена",
-                    row=int(frame.at[idx, "_row"]), column="Код", org_id=_org(frame, idx))
-        )
-    no_id = frame["org_id"].isna()
-    for idx in frame.index[no_id.to_numpy()]:
-        findings.append(Finding("organizations", frame.at[idx, "_file"], "не заполнен код организации; строка не учтена",
-                                row=int(frame.at[idx, "_row"]), column="Код"))
-    return frame[~dup & ~no_id].reset_index(drop=True)
+    """The registry as the mail trusts it: one row per code, a known kind, every defect a finding.
+
+    A row without a code or a known kind is not counted (it cannot be addressed or judged). A row
+    that repeats an earlier one exactly is collapsed into it; one that repeats the code with other
+    data is a conflict: the first row stands, and whatever only the later row says (an address
+    included) is not used.
+    """
+    def found(idx, message: str, column: str) -> None:
+        findings.append(Finding("organizations", frame.at[idx, "_file"], message, row=int(frame.at[idx, "_row"]),
+                                column=column, org_id=_org(frame, idx)))
+
+    kind = frame["kind"].astype("string").str.strip().str.upper().replace(KIND_ALIASES)
+    known_kind = kind.isin(ORG_KINDS).fillna(False).to_numpy(dtype=bool)
+    for idx in frame.index[frame["kind"].notna().to_numpy() & ~known_kind]:
+        found(idx, f"неизвестный тип организации «{frame.at[idx, 'kind']}» (допустимо: МООУСО, ОО, ДОУ, РЦОКО, "
+                   "РОИВ); строка не учтена", "Тип")
+    for idx in frame.index[frame["kind"].isna().to_numpy() & frame["org_id"].notna().to_numpy()]:
+        found(idx, "не заполнен тип организации; строка не учтена", "Тип")
+    frame = frame.assign(kind=kind.astype("object").where(known_kind, None))
+    no_id = frame["org_id"].isna().to_numpy()
+    for idx in frame.index[no_id]:
+        found(idx, "не заполнен код организации; строка не учтена", "Код")
+    usable = frame[~no_id & known_kind]
+    repeated = usable["org_id"].duplicated(keep="first").to_numpy()
+    if repeated.any():
+        codes = usable["org_id"]
+        firsts = usable[~repeated & codes.isin(set(codes[repeated])).to_numpy()]
+        first_of = {code: idx for code, idx in zip(firsts["org_id"], firsts.index, strict=True)}
+
+        def signature(idx) -> tuple:
+            return tuple(None if pd.isna(v) else v for v in usable.loc[idx, _REGISTRY_FIELDS[1:]])
+
+        for idx in usable.index[repeated]:
+            code, first = usable.at[idx, "org_id"], first_of[usable.at[idx, "org_id"]]
+            first_no = int(usable.at[first, "_row"])
+            if signature(idx) == signature(first):
+                found(idx, f"строка повторяет строку {first_no} (код «{code}»); учтена одна — удалите повтор", "Код")
+            else:
+                found(idx, f"код «{code}» уже встречался в строке {first_no} с другими сведениями; учтена первая "
+                           "строка, эта не учтена (адреса из нее не получают писем)", "Код")
+    return usable[~repeated].reset_index(drop=True)
 
 
-def read_data_folder(root: str | Path, datasets: list[str] | None = None) -> DataFolder:
+def read_data_folder(root: str | Path, datasets: list[str] | None = None, limits: Limits | None = None) -> DataFolder:
     """Read the named datasets (all by default); never raises for bad data, only for a missing folder."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist (set the Airflow Variable admission_data_dir)")
+    limits = limits or Limits.from_env()
     findings: list[Finding] = []
     names = datasets or list(DATASETS)
     if "organizations" not in names:
         names = ["organizations", *names]
-    frames = {name: read_dataset(root, name, findings) for name in names}
+    tables = _read_tables(root, names, findings, limits)
+    frames = {name: read_dataset(root, name, findings, limits, tables[name]) for name in names}
     frames["organizations"] = _clean_organizations(frames["organizations"], findings)
-    if not frames["organizations"].attrs.get("present", True) or frames["organizations"].empty:
+    if frames["organizations"].empty:
         findings.append(Finding("organizations", "organizations", "реестр участников не найден или пуст"))
     frames["organizations"].attrs["present"] = True
     return DataFolder(root, frames, findings)

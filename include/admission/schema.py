@@ -176,3 +176,8 @@ ACCOUNT_STATUSES = ("выдана", "запрошена", "заблокиров�
 OPERATOR_ROLES = ("главный оператор", "оператор")
 CHANNELS = ("сайт", "стенд", "собрание", "рассылка", "другое")
 TOPICS = ("порядок и сроки", "возраст", "ЕСИА")
+
+# Codes (org_id, parent_id) longer than this cannot be stored (the store's code columns) or be real codes:
+# the reader reports them instead of letting the database refuse a whole day's results.
+CODE_MAX = 64
+CODE_COLUMNS = frozenset({"org_id", "parent_id"})

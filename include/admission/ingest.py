@@ -1,0 +1,567 @@
+"""Reading untrusted files under limits: the data folder is filled by anyone who can drop a file in it.
+
+What this module guarantees (contract, section 1):
+
+* Only regular files inside the data folder are read: symlinks, FIFOs, sockets and devices are
+  reported, never opened; files are opened with ``O_NOFOLLOW`` and checked again after opening.
+* Before any parsing, what a file may cost is bounded (:class:`Limits`): its size; for XLSX the
+  archive's unpacked size and the first sheet's real extent (rows × columns of the cells that
+  hold a value), read from the sheet XML while streaming it, before the XLSX engine allocates
+  its grid (python-calamine allocates rows × columns cells and aborts the process, not raises,
+  when that is too much); for CSV rows, fields per row and lines per record.
+* XLSX is parsed in child processes with a memory limit (``RLIMIT_AS``): a native crash or an
+  out-of-memory of the engine on one file kills that child only, and the file becomes a finding.
+  CSV is parsed here with the standard ``csv`` module: pure Python, its memory bounded by the
+  size limit, nothing native to crash.
+
+Everything a file does wrong comes back as :class:`Problem` (row, column position, Russian
+message); the reader turns them into findings with the dataset, file and column names.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import os
+import re
+import stat
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MB = 1 << 20
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may cost. Defaults fit a national single-file dataset (≈300,000 rows)."""
+
+    max_file_bytes: int = 100 * MB
+    max_rows: int = 1_000_000
+    max_columns: int = 100  # the widest dataset has 12 columns; room for a region's own extra columns
+    max_cell_chars: int = 4000
+    max_cells: int = 20_000_000  # rows × columns of an XLSX sheet: what the engine allocates
+    max_unzipped_bytes: int = 1024 * MB
+    max_lines_per_record: int = 30  # a CSV value spanning more lines is an unclosed quote
+    header_search_rows: int = 10  # a title above the header is skipped when the header is this near
+    memory_bytes: int = 2048 * MB  # per XLSX parsing process, above what it inherits
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        """Defaults, or ``ADMISSION_MAX_FILE_MB`` / ``ADMISSION_READ_MEMORY_MB`` (environment, read at run time)."""
+        return cls(max_file_bytes=_env_int("ADMISSION_MAX_FILE_MB", 100) * MB,
+                   memory_bytes=_env_int("ADMISSION_READ_MEMORY_MB", 2048) * MB)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file. ``row`` is a spreadsheet row (header = 1); ``col`` a 0-based position."""
+
+    message: str
+    row: int | None = None
+    col: int | None = None
+
+
+@dataclass
+class RawTable:
+    """A file's cells as text, row by row, with the spreadsheet row number of each row."""
+
+    rows: list[list[str]] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def unreadable(self) -> bool:
+        return not self.rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The folder boundary
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A candidate file of a dataset; ``refusal`` is set when it must not be read."""
+
+    path: Path
+    per_org: bool
+    refusal: str | None = None
+
+
+_KIND = {stat.S_IFLNK: "символическая ссылка", stat.S_IFIFO: "именованный канал (FIFO)",
+         stat.S_IFSOCK: "сокет", stat.S_IFCHR: "устройство", stat.S_IFBLK: "устройство"}
+SUFFIXES = {".csv", ".xlsx"}
+
+
+def _what(mode: int) -> str:
+    return _KIND.get(stat.S_IFMT(mode), "не обычный файл")
+
+
+def _refusal_for(path: Path, st: os.stat_result) -> str | None:
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return f"{_what(st.st_mode)}, а не обычный файл: не прочитан"
+
+
+def dataset_entries(root: Path, name: str) -> list[Entry]:
+    """Files of one dataset: ``<name>.csv|xlsx`` and ``<name>/**``; names compared case-insensitively.
+
+    Nothing is followed: a symlinked file or folder is an entry with a refusal, so the folder can
+    never lead outside itself. Unsupported files inside a per-organization folder are reported too
+    (``.xls``, ``.xlsm``, ``.ods``...), except hidden and Office lock files.
+    """
+    out: list[Entry] = []
+    try:
+        top = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return out
+    for entry in top:
+        low = entry.name.casefold()
+        stem, dot, suffix = low.rpartition(".")
+        st = entry.stat(follow_symlinks=False)
+        if low == name:
+            if stat.S_ISDIR(st.st_mode):
+                out.extend(_walk(Path(entry.path), root))
+            else:
+                out.append(Entry(Path(entry.path), True, f"{_what(st.st_mode)} на месте папки «{name}»: не прочитан"))
+        elif dot and stem == name:
+            if f".{suffix}" in SUFFIXES:
+                out.append(Entry(Path(entry.path), False, _refusal_for(Path(entry.path), st)))
+            else:
+                out.append(Entry(Path(entry.path), False, _unsupported(suffix)))
+    return out
+
+
+def _unsupported(suffix: str) -> str:
+    if suffix in {"xlsm", "xltm", "xlsb"}:
+        return "книги Excel с макросами и двоичные книги не принимаются: сохраните как .xlsx; файл не прочитан"
+    if suffix == "xls":
+        return "старый формат Excel 97–2003 (.xls) не поддерживается: сохраните как .xlsx; файл не прочитан"
+    return f"формат «.{suffix}» не поддерживается (ожидается .csv или .xlsx); файл не прочитан"
+
+
+def _walk(folder: Path, root: Path, depth: int = 0) -> list[Entry]:
+    out: list[Entry] = []
+    if depth > 8:
+        return [Entry(folder, True, "слишком глубокая вложенность папок: не прочитана")]
+    try:
+        items = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        return [Entry(folder, True, f"папку не удалось прочитать: {exc.strerror}")]
+    for entry in items:
+        if entry.name.startswith(("~$", ".")):
+            continue
+        path = Path(entry.path)
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            out.extend(_walk(path, root, depth + 1))
+            continue
+        suffix = path.suffix.casefold()
+        if not stat.S_ISREG(st.st_mode):
+            out.append(Entry(path, True, _refusal_for(path, st)))
+        elif suffix in SUFFIXES:
+            out.append(Entry(path, True))
+        else:
+            out.append(Entry(path, True, _unsupported(suffix.lstrip(".") or "без расширения")))
+    return out
+
+
+class Refused(Exception):
+    """The file must not be parsed; the message says why, in Russian."""
+
+
+def read_regular(path: Path, limits: Limits) -> bytes:
+    """The bytes of a regular file, never following a link and never more than the size limit."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise Refused(f"файл не удалось открыть ({exc.strerror})") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"{_what(st.st_mode)}, а не обычный файл: не прочитан")
+        if st.st_size > limits.max_file_bytes:
+            raise Refused(f"файл слишком большой ({st.st_size / MB:.1f} МБ, допустимо не более "
+                          f"{limits.max_file_bytes // MB} МБ); не прочитан")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(limits.max_file_bytes + 1)
+        if len(data) > limits.max_file_bytes:
+            raise Refused(f"файл слишком большой (больше {limits.max_file_bytes // MB} МБ); не прочитан")
+        return data
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def _lines_list(numbers: list[int], limit: int = 8) -> str:
+    shown = ", ".join(str(n) for n in numbers[:limit])
+    return shown + (f" и еще {len(numbers) - limit}" if len(numbers) > limit else "")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines split as the csv module expects (\\n, \\r\\n, \\r only; not U+2028 and the like)."""
+    return io.StringIO(text, newline="").readlines()
+
+
+_UTF8_CYRILLIC = re.compile(rb"[\xd0\xd1][\x80-\xbf]")
+
+
+def decode_csv(data: bytes) -> tuple[list[str], list[Problem]]:
+    """Text lines of a CSV in UTF-8 (with or without BOM) or Windows-1251, one encoding per line when mixed."""
+    problems: list[Problem] = []
+    head = data[:4096]
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or head.count(b"\x00") > len(head) // 8:
+        raise Refused("файл в кодировке UTF-16 («Юникод»): сохраните его как CSV в UTF-8 или как XLSX; не прочитан")
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise Refused("файл в кодировке UTF-32: сохраните его как CSV в UTF-8 или как XLSX; не прочитан")
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[3:]
+    try:
+        lines = _lines(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        if not _UTF8_CYRILLIC.search(data):  # plain Windows-1251: nothing in it reads as UTF-8 Cyrillic
+            return _lines(data.decode("cp1251", errors="replace")), problems
+        lines, cp_lines, utf_lines = [], [], 0
+        for n, raw in enumerate(data.splitlines(keepends=True), start=1):
+            try:
+                line = raw.decode("utf-8")
+                utf_lines += not raw.isascii()
+            except UnicodeDecodeError:
+                line = raw.decode("cp1251", errors="replace")
+                cp_lines.append(n)
+            lines.append(line)
+        if utf_lines and cp_lines:
+            problems.append(Problem(f"в файле смешаны кодировки UTF-8 и Windows-1251; строки {_lines_list(cp_lines)} "
+                                    "прочитаны как Windows-1251 — проверьте их и сохраните файл в одной кодировке"))
+    nul = [n for n, line in enumerate(lines, start=1) if "\x00" in line]
+    if nul:
+        lines = [line.replace("\x00", "") for line in lines]
+        for n in nul[:50]:
+            problems.append(Problem("в строке есть нулевые байты (NUL): файл, вероятно, поврежден; строка не учтена",
+                                    row=n))
+    return lines, problems
+
+
+def _pick_delimiter(lines: list[str], known: set[str], normalize) -> str:
+    best, best_score = ";", (-1, -1)
+    for sep in (";", ","):
+        for line in lines:
+            cells = next(csv.reader([line], delimiter=sep), [])
+            score = (sum(normalize(c) in known for c in cells), len(cells))
+            if score > best_score:
+                best, best_score = sep, score
+    return best
+
+
+def parse_csv(data: bytes, limits: Limits, known: set[str], normalize) -> RawTable:
+    """Records of a CSV with the line each starts on; bad records become problems, the rest is kept."""
+    table = RawTable()
+    try:
+        lines, table.problems = decode_csv(data)
+    except Refused as exc:
+        table.problems.append(Problem(str(exc)))
+        return table
+    if not any(line.strip() for line in lines):
+        table.problems.append(Problem("файл пуст"))
+        return table
+    sep = _pick_delimiter([ln for ln in lines[: limits.header_search_rows] if ln.strip()], known, normalize)
+    csv.field_size_limit(max(limits.max_file_bytes, 131072))
+    reader = csv.reader(iter(lines), delimiter=sep)
+    if not any('"' in line for line in lines):  # no quoting: every record is one line
+        records = list(reader)
+        widest = max(map(len, records), default=0)
+        if len(records) <= limits.max_rows and widest <= limits.max_columns:
+            table.rows, table.numbers = records, list(range(1, len(records) + 1))
+            return table
+        reader = iter(records)  # the careful loop below reports what is over the limits
+        return _careful(table, reader, lines, limits, quoted=False)
+    return _careful(table, reader, lines, limits, quoted=True)
+
+
+def _careful(table: RawTable, reader, lines: list[str], limits: Limits, quoted: bool) -> RawTable:
+    """Record by record, with the line each starts on and a problem for whatever is over the limits."""
+    number = 0
+    while True:
+        start = reader.line_num + 1 if quoted else number + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # not expected with the field limit above; kept as a finding
+            table.problems.append(Problem(f"строка не разобрана ({exc}); строка не учтена", row=start))
+            continue
+        end = number = reader.line_num if quoted else start
+        spans = end - start + 1
+        if spans > 1 and (spans > limits.max_lines_per_record or (end >= len(lines) and _odd_quotes(lines, start, end))):
+            table.problems.append(Problem(
+                f"незакрытая кавычка: значение, начатое в строке {start}, не закрыто до строки {end}; "
+                f"строки {start}–{end} ({spans} строк) не прочитаны", row=start))
+            continue
+        if len(table.rows) >= limits.max_rows:
+            table.problems.append(Problem(f"в файле больше {limits.max_rows} строк; строки начиная с {start} "
+                                          "не прочитаны", row=start))
+            break
+        if len(record) > limits.max_columns:
+            table.problems.append(Problem(f"в строке {len(record)} полей — больше допустимых {limits.max_columns}; "
+                                          "строка не учтена", row=start))
+            if not table.rows:
+                break  # the header itself: nothing can be read
+            continue
+        table.rows.append(record)
+        table.numbers.append(start)
+    return table
+
+
+def _odd_quotes(lines: list[str], start: int, end: int) -> bool:
+    return sum(line.count('"') for line in lines[start - 1:end]) % 2 == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# XLSX: checked while streaming the sheet XML, parsed by python-calamine in a limited child process
+
+_NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_CELL_REF = re.compile(r"([A-Z]{1,3})(\d{1,7})")
+
+
+def _col_number(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def _signature_refusal(data: bytes) -> str | None:
+    if data.startswith(b"PK\x03\x04"):
+        return None
+    if not data.strip():
+        return "файл пуст"
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        return ("это не XLSX, а старый формат Excel 97–2003 (.xls) или зашифрованная книга под именем .xlsx: "
+                "откройте файл в Excel и сохраните как «Книга Excel (.xlsx)» без пароля; не прочитан")
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<table", b"<meta", b"<head")):
+        return ("это не XLSX, а веб-страница (HTML или XML), сохраненная с расширением .xlsx: "
+                "откройте файл в Excel и сохраните как «Книга Excel (.xlsx)»; не прочитан")
+    if data.startswith(b"PK"):
+        return "файл XLSX поврежден (архив неполный или обрезан); не прочитан"
+    return "это не файл XLSX (возможно, другой формат с расширением .xlsx); не прочитан"
+
+
+def _first_sheet_name(zf: zipfile.ZipFile) -> str | None:
+    import xml.etree.ElementTree as ET
+
+    def small(name: str) -> bytes:
+        info = zf.getinfo(name)
+        if info.file_size > 16 * MB:
+            raise Refused("служебная часть книги слишком велика; файл не прочитан")
+        return zf.read(name)
+
+    names = set(zf.namelist())
+    if "xl/workbook.xml" not in names:
+        return None
+    book = ET.fromstring(small("xl/workbook.xml"))
+    sheet = next(book.iter(f"{_NS_MAIN}sheet"), None)
+    if sheet is None:
+        return None
+    rid = next((v for k, v in sheet.attrib.items() if k.endswith("}id")), None)
+    target = None
+    if rid and "xl/_rels/workbook.xml.rels" in names:
+        for rel in ET.fromstring(small("xl/_rels/workbook.xml.rels")):
+            if rel.get("Id") == rid:
+                target = rel.get("Target", "")
+    if not target:
+        return "xl/worksheets/sheet1.xml" if "xl/worksheets/sheet1.xml" in names else None
+    target = target.lstrip("/")
+    return target if target.startswith("xl/") else f"xl/{target}"
+
+
+def scan_sheet(zf: zipfile.ZipFile, name: str, limits: Limits) -> tuple[int, int, str | None]:
+    """(last row, last column) of the cells holding a value, and the declared dimension; streamed."""
+    import xml.etree.ElementTree as ET
+
+    parser = ET.XMLPullParser(events=("start", "end"))
+    declared = None
+    max_row = max_col = 0
+    row_no = 0
+    col_no = 0
+    unpacked = 0
+    with zf.open(name) as fh:
+        while chunk := fh.read(1 * MB):
+            unpacked += len(chunk)
+            if unpacked > limits.max_unzipped_bytes:
+                raise Refused(f"лист книги после распаковки больше {limits.max_unzipped_bytes // MB} МБ "
+                              "(возможна «zip-бомба»); файл не прочитан")
+            if unpacked == len(chunk) and b"<!DOCTYPE" in chunk:
+                raise Refused("лист книги содержит объявление DOCTYPE (недопустимо в XLSX); файл не прочитан")
+            parser.feed(chunk)
+            for event, elem in parser.read_events():
+                tag = elem.tag
+                if event == "start":
+                    if tag == f"{_NS_MAIN}row":
+                        r = elem.get("r")
+                        row_no = int(r) if r and r.isdigit() else row_no + 1
+                        col_no = 0
+                    elif tag == f"{_NS_MAIN}c":
+                        m = _CELL_REF.fullmatch(elem.get("r") or "")
+                        col_no = _col_number(m.group(1)) if m else col_no + 1
+                    elif tag == f"{_NS_MAIN}dimension":
+                        declared = elem.get("ref")
+                    continue
+                if tag == f"{_NS_MAIN}c":
+                    if len(elem):  # a value (<v>, <is>, <f>); a styled empty cell holds none
+                        max_row = max(max_row, row_no)
+                        max_col = max(max_col, col_no)
+                    elem.clear()
+                elif tag == f"{_NS_MAIN}row":
+                    elem.clear()
+                    if row_no > limits.max_rows or max_col > limits.max_columns:
+                        return row_no, max_col, declared
+    return max_row, max_col, declared
+
+
+def _declared_size(ref: str | None) -> tuple[int, int] | None:
+    if not ref:
+        return None
+    last = ref.split(":")[-1].replace("$", "")
+    m = _CELL_REF.fullmatch(last)
+    return (int(m.group(2)), _col_number(m.group(1))) if m else None
+
+
+def _text(value: object) -> str:
+    """A cell as the text a person typed: whole numbers without ``.0``, dates ISO, booleans да/нет."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "да" if value else "нет"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return ""
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def parse_xlsx(path: str, limits: Limits) -> RawTable:
+    """The first sheet of a workbook, after its real extent has been checked. Runs in a child process."""
+    table = RawTable()
+    try:
+        data = read_regular(Path(path), limits)
+        refusal = _signature_refusal(data)
+        if refusal:
+            raise Refused(refusal)
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+            infos = zf.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+            raise Refused("файл XLSX поврежден или обрезан (архив не читается); не прочитан") from exc
+        if len(infos) > 10_000:
+            raise Refused("в архиве книги слишком много частей; файл не прочитан")
+        if any(i.flag_bits & 0x1 for i in infos):
+            raise Refused("книга зашифрована (защищена паролем): сохраните ее без пароля; файл не прочитан")
+        sheet = _first_sheet_name(zf)
+        if sheet is None or sheet not in zf.namelist():
+            raise Refused("в книге нет листов (файл не является книгой Excel или поврежден); не прочитан")
+        rows, cols, declared = scan_sheet(zf, sheet, limits)
+        size = _declared_size(declared)
+        if size and (size[0] > limits.max_rows or size[1] > limits.max_columns):
+            table.problems.append(Problem(
+                f"лист объявляет диапазон {declared} — больше допустимого ({limits.max_rows} строк, "
+                f"{limits.max_columns} столбцов); прочитаны только заполненные ячейки"))
+        if rows > limits.max_rows or cols > limits.max_columns or rows * cols > limits.max_cells:
+            raise Refused(f"на первом листе заполнены ячейки до строки {rows} и столбца {cols} — больше допустимого "
+                          f"({limits.max_rows} строк, {limits.max_columns} столбцов): вероятно, значение в далекой "
+                          "ячейке; удалите лишнее; файл не прочитан")
+        if rows == 0:
+            others = len([n for n in zf.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")])
+            hint = " (данные должны быть на первом листе)" if others > 1 else ""
+            raise Refused(f"первый лист книги пуст{hint}; файл не прочитан")
+        import python_calamine
+
+        try:
+            book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+            cells = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
+        except Exception as exc:  # calamine's own error types for broken parts
+            raise Refused(f"книгу не удалось прочитать ({type(exc).__name__}): файл поврежден; не прочитан") from exc
+        for n, row in enumerate(cells, start=1):
+            table.rows.append([_text(v) for v in row])
+            table.numbers.append(n)
+    except Refused as exc:
+        table.problems.append(Problem(str(exc)))
+        table.rows, table.numbers = [], []
+    return table
+
+
+def _limit_memory(budget: int) -> None:
+    """Child initializer: at most ``budget`` bytes of address space beyond what the fork inherited."""
+    import resource
+
+    try:
+        with open("/proc/self/statm") as fh:
+            current = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        current = 0
+    limit = current + budget
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ValueError, OSError):
+        pass
+
+
+CRASHED = ("чтение файла аварийно прервано (не хватило памяти или файл поврежден так, что программа чтения "
+           "не справилась); файл не прочитан")
+
+
+def parse_xlsx_isolated(paths: list[str], limits: Limits, workers: int | None = None) -> dict[str, RawTable]:
+    """Parse workbooks in child processes with a memory limit; a child that dies costs only its file.
+
+    Children are forked (cheap, nothing re-imported); when one dies the pool breaks, and the files
+    it had not finished are parsed again one per process, so the file that kills its process is found.
+    """
+    if not paths:
+        return {}
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    workers = max(1, min(workers or os.cpu_count() or 1, len(paths)))
+    out: dict[str, RawTable] = {}
+    pending = list(paths)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_memory,
+                             initargs=(limits.memory_bytes,)) as pool:
+        futures = {p: pool.submit(parse_xlsx, p, limits) for p in pending}
+        for p, fut in futures.items():
+            try:
+                out[p] = fut.result()
+            except BrokenProcessPool:
+                pass
+            except Exception as exc:  # a bug must still cost one file only
+                out[p] = RawTable(problems=[Problem(f"файл не прочитан: {type(exc).__name__}")])
+    for p in [p for p in paths if p not in out]:
+        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_limit_memory,
+                                 initargs=(limits.memory_bytes,)) as alone:
+            try:
+                out[p] = alone.submit(parse_xlsx, p, limits).result()
+            except BrokenProcessPool:
+                out[p] = RawTable(problems=[Problem(CRASHED)])
+            except Exception as exc:
+                out[p] = RawTable(problems=[Problem(f"файл не прочитан: {type(exc).__name__}")])
+    return out
