@@ -112,7 +112,7 @@ def test_report_mail_reaches_smtp_with_inline_chart_and_workbook(plan, demo_data
     assert "ЭТАПЫ ПЛАНА" in plain
     # A row is a whole number and a file-level problem names no row or column.
     assert "informing/D201.csv, строка 17, «Дата»: значение «31.02.2020»" in plain
-    assert "informing/D107.xlsx: не удалось открыть XLSX" in plain
+    assert "informing/D107.xlsx: файл XLSX поврежден" in plain
 
 
 @pytest.mark.airflow

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import pandas as pd
-from email_validator import EmailNotValidError, validate_email
 
+from .addresses import delivery_form, split_emails
 from .plan import Plan
 from .reader import DataFolder
 from .rules import normalize_text
@@ -73,20 +72,6 @@ class Digest:
         return sorted({i.org_id for i in self.items})
 
 
-def split_emails(cell: object) -> list[str]:
-    if cell is None or (isinstance(cell, float) and pd.isna(cell)) or cell is pd.NA:
-        return []
-    return [p.strip() for p in str(cell).replace(",", ";").split(";") if p.strip()]
-
-
-@lru_cache(maxsize=200_000)
-def _valid(address: str) -> str | None:
-    try:
-        return validate_email(address, check_deliverability=False).normalized
-    except EmailNotValidError:
-        return None
-
-
 class Directory:
     """Addresses of every role, resolved from the registry and the operator lists.
 
@@ -128,7 +113,7 @@ class Directory:
     def chiefs(self, org_id: str) -> list[Person]:
         """Chief operators of an organization with a usable address."""
         return [Person(addr, name) for email, name in self._chief_rows.get(org_id, ())
-                if (addr := _valid(email))]
+                if (addr := delivery_form(email))]
 
     def _people(self, org_id: str, email_col: str, name_col: str) -> list[Person]:
         if org_id not in self._name or email_col not in self._fields:
@@ -137,7 +122,7 @@ class Directory:
         name = "" if name is None or (isinstance(name, float) and pd.isna(name)) else str(name)
         out = []
         for raw in split_emails(self._fields[email_col].get(org_id)):
-            addr = _valid(raw)
+            addr = delivery_form(raw)
             if addr:
                 out.append(Person(addr, name))
             else:

@@ -1,7 +1,7 @@
 """The outbox: every message is recorded before it is sent and its outcome after.
 
 States: ``pending`` (rendered, not yet delivered), ``dry_run`` (rendered by a
-dry run), ``written`` (delivered as an .eml file, no SMTP configured),
+dry run: never delivered; a later real run of the same day renders it again and takes it over), ``written`` (delivered as an .eml file, no SMTP configured),
 ``sent`` (the SMTP server accepted it), ``refused`` (the server refused the
 recipient permanently, 5xx), ``failed`` (a transient failure; retried).
 A digest key (plan, date, kind, recipient) is unique: re-running a day finds
@@ -40,21 +40,26 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
     """Record rendered messages (digest_key, kind, message) in one transaction; an existing key is kept as it is."""
     engine = engine_for(url)
     keys = [key for key, _, _ in messages]
-    existing: set[str] = set()
+    existing: dict[str, str] = {}
     with engine.connect() as conn:
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            existing |= set(conn.execute(select(outbox.c.digest_key).where(outbox.c.digest_key.in_(chunk))).scalars())
+            existing.update(conn.execute(select(outbox.c.digest_key, outbox.c.status)
+                                         .where(outbox.c.digest_key.in_(chunk))).tuples().all())
     now = _now()
     columns = ["digest_key", "plan_id", "as_of", "kind", "recipient", "message_id", "subject", "stages", "orgs",
                "message", "status", "attempts", "created_at", "updated_at"]
     status = "dry_run" if dry_run else "pending"
     stamp, day = now.isoformat(sep=" "), as_of.isoformat()  # driver-level insert: ISO text, as save_stage
-    rows = [
-        (key, plan_id, day, kind, recipient_of(msg), str(msg["Message-ID"]), str(msg["Subject"]),
-         str(msg["X-Admission-Stages"]), str(msg["X-Admission-Orgs"]), to_wire(msg), status, 0, stamp, stamp)
-        for key, kind, msg in messages if key not in existing
-    ]
+    def row(key: str, kind: str, msg: Message) -> tuple:
+        return (key, plan_id, day, kind, recipient_of(msg), str(msg["Message-ID"]), str(msg["Subject"]),
+                str(msg["X-Admission-Stages"]), str(msg["X-Admission-Orgs"]), to_wire(msg), status, 0, stamp, stamp)
+
+    rows = [row(key, kind, msg) for key, kind, msg in messages if key not in existing]
+    # A real run replaces what a dry run only previewed: the preview's content may be stale, and a
+    # preview is never delivered as it is.
+    previews = [] if dry_run else [row(key, kind, msg) for key, kind, msg in messages
+                                   if existing.get(key) == "dry_run"]
     added = 0
     try:
         with engine.begin() as conn:
@@ -67,14 +72,17 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
                     bulk_insert(conn, outbox, columns, [row])
                 added += 1
             except IntegrityError:
-                existing.add(row[0])
-    if existing and not dry_run:  # a real run takes over what a dry run only rendered
+                pass
+    if previews:
         with engine.begin() as conn:
-            ordered = sorted(existing)
-            for chunk in (ordered[j:j + 500] for j in range(0, len(ordered), 500)):
-                conn.execute(update(outbox).where(outbox.c.digest_key.in_(chunk), outbox.c.status == "dry_run")
-                             .values(status="pending", updated_at=now))
-    return {"added": added, "kept": len(messages) - added}
+            for values in previews:
+                fields = dict(zip(columns, values, strict=True))
+                conn.execute(update(outbox).where(outbox.c.digest_key == fields["digest_key"],
+                                                  outbox.c.status == "dry_run")
+                             .values(recipient=fields["recipient"], message_id=fields["message_id"],
+                                     subject=fields["subject"], stages=fields["stages"], orgs=fields["orgs"],
+                                     message=fields["message"], status="pending", updated_at=now))
+    return {"added": added + len(previews), "kept": len(messages) - added - len(previews)}
 
 
 @dataclass
@@ -120,7 +128,7 @@ class TransientError(RuntimeError):
 class EmlTransport:
     """No SMTP connection: each message becomes an .eml file an admin can open."""
 
-    statuses_to_deliver = ("pending", "failed", "dry_run")
+    statuses_to_deliver = ("pending", "failed")  # never "dry_run": a preview is not mail
     done_status = "written"
 
     def __init__(self, folder: Path):
@@ -145,7 +153,7 @@ class EmlTransport:
 class SmtpTransport:
     """yagmail over smtplib: one connection for the whole batch, never a password prompt."""
 
-    statuses_to_deliver = ("pending", "failed", "dry_run", "written")
+    statuses_to_deliver = ("pending", "failed", "written")
     done_status = "sent"
 
     def __init__(self, settings: SmtpSettings):
@@ -194,6 +202,9 @@ class SmtpTransport:
 
 def _classify(exc: BaseException) -> tuple[str, str]:
     """('refused' | 'failed' | 'connection', text) for an SMTP error."""
+    if isinstance(exc, UnicodeError | smtplib.SMTPNotSupportedError | ValueError):
+        # An address or header the server cannot take (no SMTPUTF8): retrying changes nothing.
+        return "refused", f"{type(exc).__name__}: адрес или заголовок не может быть передан"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, text = next(iter(exc.recipients.values()))
         return ("refused" if 500 <= int(code) < 600 else "failed"), f"{code} {text!r}"

@@ -29,10 +29,14 @@ from .schema import (
     OPERATOR_ROLES,
 )
 
-EMAIL = r"[^\s@;,<>()\"']+@[^\s@;,<>()\"']+\.[^\s@;,<>()\"'.]{2,}"
+# Every pattern below is unambiguous (each character can be matched one way only), so Python's
+# backtracking engine runs in linear time on any text; the reader also caps every cell's length.
+# A domain is labels without dots, each followed by a dot, then the last label.
+_NOT_IN_ADDRESS = r"\s@;,<>()\"'"
+EMAIL = rf"[^{_NOT_IN_ADDRESS}]+@(?:[^{_NOT_IN_ADDRESS}.]+\.)+[^{_NOT_IN_ADDRESS}.]{{2,}}"
 EMAIL_RE = rf"^{EMAIL}$"
 EMAIL_LIST_RE = rf"^{EMAIL}(?:\s*[;,]\s*{EMAIL})*\s*[;,]?$"
-URL_RE = r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$"
+URL_RE = r"^https?://[^\s/$.?#][^\s/.]*(?:\.[^\s/.]+)+\.?(?:[/?#]\S*)?$"
 PHONE_RE = r"^\+?[\d\s()\-]{6,20}$"
 FIRST_CLASS_RE = r"^1(?:\D.*)?$"
 
@@ -102,6 +106,22 @@ def ogrn_checksum_ok(ogrn: pd.Series) -> pd.Series:
     return pd.Series(valid, index=ogrn.index, dtype="boolean").where(ok.to_numpy())
 
 
+EMAIL_COLUMNS = {"organizations": ("head_email", "curator_email"), "school_cards": ("email",),
+                 "module_staff": ("email",), "operators": ("email",)}
+UNDELIVERABLE = ("адрес «{value}» не годится для отправки писем: русские буквы до «@», смесь латиницы и "
+                 "кириллицы в одной части домена или недопустимый домен")
+
+
+def _deliverable(cells: pd.Series) -> pd.Series:
+    """True/False per cell whose syntax is right (the regex rule reports the rest); computed per distinct value."""
+    from .addresses import cell_deliverable
+
+    pattern = re.compile(EMAIL_LIST_RE)
+    codes, uniques = pd.factorize(cells, use_na_sentinel=True)
+    verdicts = [cell_deliverable(u) if pattern.match(str(u)) else None for u in uniques]
+    return pd.Series([verdicts[c] if c >= 0 else None for c in codes], index=cells.index, dtype="object")
+
+
 @lru_cache(maxsize=32)
 def rule_columns(name: str) -> frozenset[str]:
     """The columns a dataset's expectations read."""
@@ -119,7 +139,8 @@ def prepare(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     which on the national data cost more than the expectations themselves.
     """
     used = rule_columns(name)
-    frame = frame[[c for c in frame.columns if c in used or c in {"inn", "ogrn", "kind"}]].copy()
+    frame = frame[[c for c in frame.columns if c in used or c in {"inn", "ogrn", "kind"}
+                   or c in EMAIL_COLUMNS.get(name, ())]].copy()
     if name in {"approvals", "accounts", "operators", "informing"}:
         for col in ("status", "role", "channel"):
             if col in frame:
@@ -130,6 +151,8 @@ def prepare(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     if name == "organizations":
         inn = frame["inn"].where(frame["kind"] == "ОО")
         frame["_inn_ok"] = inn_checksum_ok(inn).astype("object")
+    for col in EMAIL_COLUMNS.get(name, ()):
+        frame[f"_{col}_ok"] = _deliverable(frame[col])
     frame = frame[[c for c in frame.columns if c in used]]
     for col in frame.columns:
         if frame[col].dtype == "object":
@@ -164,6 +187,10 @@ def _rules() -> list[Rule]:
 
     regex("organizations", "head_email", EMAIL_LIST_RE, "некорректный e-mail руководителя «{value}»")
     regex("organizations", "curator_email", EMAIL_LIST_RE, "некорректный e-mail куратора «{value}»")
+    for ds_name, cols in EMAIL_COLUMNS.items():
+        for col in cols:
+            rules.append(Rule(ds_name, col, UNDELIVERABLE,
+                              lambda c=col: gxe.ExpectColumnValuesToBeInSet(column=f"_{c}_ok", value_set=[True])))
     regex("organizations", "website", URL_RE, "адрес сайта «{value}» должен начинаться с http:// или https://")
     regex("organizations", "inn", r"^\d{10}$", "ИНН «{value}» должен состоять из 10 цифр")
     rules.append(Rule("organizations", "inn", "ИНН «{value}»: неверное контрольное число",
