@@ -51,12 +51,15 @@ def test_every_dag_follows_the_policy(dagbag):
             assert task.retries == dag.default_args["retries"]
 
 
-def test_schedule_is_daily_inside_the_campaign_window(dagbag):
+def test_schedule_is_daily_inside_the_campaign_window_and_manual_runs_are_not_bounded(dagbag):
     dag = dagbag.dags["check_2020_2021_stage_5"]
     msk = ZoneInfo("Europe/Moscow")
-    assert dag.start_date.astimezone(msk).date() == dt.date(2019, 12, 1)
-    assert dag.end_date.astimezone(msk).date() == dt.date(2020, 9, 5)
-    assert dag.timetable.summary.startswith("0 7 * * *")
+    events = [e.astimezone(msk) for e in dag.timetable.event_dates]
+    assert events[0] == dt.datetime(2019, 12, 1, 7, 0, tzinfo=msk)
+    assert events[-1] == dt.datetime(2020, 9, 5, 7, 0, tzinfo=msk)
+    assert len(events) == (dt.date(2020, 9, 5) - dt.date(2019, 12, 1)).days + 1
+    # No start/end date: Airflow would create no task for a manual run outside them (and show «Success»).
+    assert dag.start_date is None and dag.end_date is None
 
 
 def test_stage_doc_quotes_the_plan(dagbag):
@@ -139,13 +142,19 @@ def test_dag_test_run_of_stage_5_on_the_demo_region(airflow_db, demo_dir, tmp_pa
 
 
 @pytest.mark.airflow
-def test_run_outside_the_campaign_is_skipped(airflow_db, demo_dir, tmp_path, monkeypatch, dagbag):
+def test_manual_run_for_a_date_outside_the_campaign_is_refused_not_silently_green(airflow_db, demo_dir, tmp_path,
+                                                                                 monkeypatch, dagbag):
     monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(demo_dir))
     monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path))
     dag = dagbag.dags["check_2020_2021_stage_2"]
+    # Logical date today (years after the campaign), as the trigger form proposes: the run does its work...
+    run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": "2019-12-18"})
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert "success" in str(run.state) and "success" in states["check_organizations"], states
+    # ... and a judged date outside the campaign fails the run instead of showing «Success» with nothing done.
     run = dag.test(logical_date=dt.datetime(2020, 3, 1, 4, tzinfo=dt.UTC), run_conf={"as_of": "2021-01-10"})
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    assert "skipped" in states["resolve_as_of"]
+    assert "failed" in states["resolve_as_of"] and "success" not in str(run.state), states
     from admission.store import load_results
 
     url = f"sqlite:///{tmp_path / 'admission.db'}"

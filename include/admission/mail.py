@@ -80,6 +80,7 @@ def _env() -> Environment:
         auto_reload=False,  # package files: no stat() per message (it was a tenth of a national render)
     )
     env.filters["ru_date"] = ru_date
+    env.globals["stage_label"] = stage_list
     return env
 
 

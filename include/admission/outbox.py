@@ -322,3 +322,13 @@ def outbox_counts(url: str, plan_id: str, as_of: dt.date) -> dict[str, dict[str,
         out.setdefault(kind, {}).setdefault(status, 0)
         out[kind][status] += 1
     return out
+
+
+def undelivered(url: str, plan_id: str, as_of: dt.date) -> list[dict]:
+    """The day's messages that did not reach anyone (refused, or failing), for the report."""
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(outbox.c.kind, outbox.c.recipient, outbox.c.status, outbox.c.last_error).where(
+            outbox.c.plan_id == plan_id, outbox.c.as_of == as_of, outbox.c.status.in_(("refused", "failed")))
+            .order_by(outbox.c.id)).mappings().all()
+    return [{"kind": r["kind"], "recipient": r["recipient"], "status": r["status"],
+             "error": (r["last_error"] or "")[:200]} for r in rows]

@@ -259,6 +259,24 @@ def plan_files(plans_dir: str | Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("*.y*ml") if p.suffix in {".yaml", ".yml"})
 
 
+def load_valid_plans(plans_dir: str | Path | None = None) -> tuple[list[Plan], list[PlanError]]:
+    """Every valid plan of the folder, and the errors of the others: one broken file must not take
+    the other campaigns' DAGs down. A second file with an id already used is an error; the first stands."""
+    plans: list[Plan] = []
+    errors: list[PlanError] = []
+    for path in plan_files(plans_dir):
+        try:
+            plan = load_plan(path)
+        except PlanError as exc:
+            errors.append(exc)
+            continue
+        if any(p.id == plan.id for p in plans):
+            errors.append(PlanError(str(path), [f"plan id {plan.id} is already used by another file"]))
+            continue
+        plans.append(plan)
+    return plans, errors
+
+
 def load_plans(plans_dir: str | Path | None = None) -> list[Plan]:
     """All plans of the folder; raises on the first invalid one (a broken plan must not be half-served)."""
     plans = [load_plan(p) for p in plan_files(plans_dir)]

@@ -88,6 +88,17 @@ def empty_frame(ds: Dataset) -> pd.DataFrame:
     return frame
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def display_path(rel: str) -> str:
+    """A file name as findings, logs and mail show it: control and bidi characters escaped, length capped
+    (anyone can name a file; a name must not rewrite a log line or a terminal, or reorder a mail's text)."""
+    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+                         rel)
+    return shown if len(shown) <= 300 else shown[:297] + "..."
+
+
 def _finding_column(ds: Dataset, header: list[str], col: int | None) -> str | None:
     """The column a finding names: the contract's Russian header when the file's header maps to one."""
     if col is None:
@@ -276,7 +287,7 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding],
         known = set(ds.header_map())
         tables = out[name] = []
         for e in es:
-            rel = e.path.relative_to(root).as_posix()
+            rel = display_path(e.path.relative_to(root).as_posix())
             if e.refusal:
                 findings.append(Finding(name, rel, e.refusal))
                 continue

@@ -8,7 +8,7 @@ numbers. Files go to ``<output>/reports/<plan>/<date>/``.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -33,6 +33,15 @@ class Report:
     changes: pd.DataFrame
     problems: pd.DataFrame
     previous: dt.date | None
+    unjudged: list[int] = field(default_factory=list)  # stages with no results for the day (their check failed)
+    preview: str | None = None  # why this report is not mailed (an example plan)
+    undelivered: list[dict] = field(default_factory=list)  # kind, recipient, status, error of mail not delivered
+
+
+def unjudged_stages(plan: Plan, today: pd.DataFrame) -> list[int]:
+    """Stages of the plan without a single stored result for the day: their check could not run."""
+    judged = set(today["stage"].astype(int)) if not today.empty else set()
+    return [s.number for s in sorted(plan.stages, key=lambda s: s.number) if s.number not in judged]
 
 
 def stage_table(plan: Plan, today: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
@@ -88,9 +97,11 @@ def status_changes(today: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
 
 
 def build(plan: Plan, as_of: dt.date, today: pd.DataFrame, previous: pd.DataFrame, prev_date: dt.date | None,
-          orgs: pd.DataFrame, problems: pd.DataFrame) -> Report:
+          orgs: pd.DataFrame, problems: pd.DataFrame, preview: str | None = None,
+          undelivered: list[dict] | None = None) -> Report:
     return Report(plan, as_of, stage_table(plan, today, as_of), municipality_table(today, orgs),
-                  longest_overdue(today), status_changes(today, previous), problems, prev_date)
+                  longest_overdue(today), status_changes(today, previous), problems, prev_date,
+                  unjudged_stages(plan, today), preview, undelivered or [])
 
 
 def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path:
@@ -169,7 +180,8 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
         "longest": report.longest.to_dict("records"), "changes": report.changes.to_dict("records"),
         "problems": report.problems.head(100).to_dict("records"), "problems_total": len(report.problems),
         "previous": report.previous, "status_ru": STATUS_RU, "cid": cid[1:-1], "recipient": recipient,
-        "docs_link": docs_link,
+        "docs_link": docs_link, "unjudged": report.unjudged, "preview": report.preview,
+        "undelivered": report.undelivered,
     }
     text = _env().get_template("report.txt.j2").render(context)
     html = _env().get_template("report.html.j2").render(context)

@@ -75,6 +75,52 @@ def as_of_date(plan: Plan, params: dict, logical_date: dt.datetime | None, run_a
     return moment.astimezone(plan.tz).date()
 
 
+PREVIEW_REASON = ("план кампании {plan} — пример (status: example): даты не подтверждены регионом, поэтому письма "
+                  "не отправляются; проверки и отчет формируются для просмотра")
+
+
+def _latest_events(events) -> list:
+    """The newest event of each asset (a manual run of one stage leaves older events of another day)."""
+    latest = []
+    for evs in (events or {}).values():
+        dated = [e for e in evs if getattr(e, "extra", None) and e.extra.get("as_of")]
+        if dated:
+            latest.append(max(dated, key=lambda e: e.timestamp))
+    return latest
+
+
+def resolve_day(plan: Plan, params: dict, logical_date: dt.datetime | None, run_after: dt.datetime | None,
+                run_type: object = None, events=None) -> dict:
+    """The day a run judges and whether it may mail: ``{"as_of", "dry_run", "preview"}``.
+
+    Order: the ``as_of`` param; else the day the stage runs behind this run judged (the newest asset
+    event: the one that completed the set); else the run's logical date. A dry stage run makes the
+    follow-ups it triggers dry. A plan with ``status: example`` never mails. A date outside the
+    campaign skips a scheduled run and fails a manual one with a message that says why.
+    """
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    dry = bool((params or {}).get("dry_run"))
+    latest = _latest_events(events) if not (params or {}).get("as_of") else []
+    if latest:
+        newest = max(latest, key=lambda e: e.timestamp)
+        as_of = dt.date.fromisoformat(str(newest.extra["as_of"])[:10])
+        dry = dry or any(e.extra.get("dry_run") for e in latest if e.extra.get("as_of") == newest.extra["as_of"])
+    else:
+        try:
+            as_of = as_of_date(plan, params, logical_date, run_after)
+        except ValueError as exc:
+            raise AirflowFailException(f"as_of «{params.get('as_of')}»: ожидается дата ГГГГ-ММ-ДД") from exc
+    if not plan.covers(as_of):
+        message = (f"{as_of} вне кампании {plan.id} ({plan.campaign.start}..{plan.campaign.end}): проверять нечего. "
+                   "Укажите в параметре as_of дату внутри кампании.")
+        if "scheduled" in str(run_type or "").lower():
+            raise AirflowSkipException(message)
+        raise AirflowFailException(message)
+    preview = PREVIEW_REASON.format(plan=plan.id) if plan.status == "example" else None
+    return {"as_of": as_of.isoformat(), "dry_run": dry or preview is not None, "preview": preview}
+
+
 def smtp_or_defaults():
     """SMTP settings of `admission_smtp`, or the defaults (sender address) when the connection is absent."""
     from admission.outbox import smtp_settings

@@ -22,20 +22,19 @@ def _dag_bag():
 
     folder = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or str(REPO / "dags")
     bag = DagBag(dag_folder=folder)
-    if bag.import_errors:
-        for path, err in bag.import_errors.items():
-            print(f"DAG import error in {path}:\n{err}", file=sys.stderr)
-        raise SystemExit(2)
+    for path, err in bag.import_errors.items():  # a broken plan: the valid ones still run
+        print(f"DAG import error in {path}:\n{err}", file=sys.stderr)
     return bag
 
 
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
     """(plan, dag) pairs to run for the date, in order: plan by plan, stage by stage."""
     from admission.adapter.factory import day_dag_ids
-    from admission.plan import load_plans
+    from admission.plan import load_valid_plans
 
     bag = _dag_bag()
-    return [(plan, bag.get_dag(dag_id)) for plan in load_plans() if plan.covers(day) for dag_id in day_dag_ids(plan)]
+    return [(plan, bag.get_dag(dag_id)) for plan in load_valid_plans()[0] if plan.covers(day)
+            for dag_id in day_dag_ids(plan)]
 
 
 KIND_RU = {"reminder": "напоминания", "overdue": "уведомления о просрочке", "escalation": "эскалации",
@@ -61,8 +60,11 @@ def print_mail_summary(day: dt.date, plan, url: str) -> None:
         print(f"Отчет для министерства (график, Excel, Data Docs): {reports}")
 
 
+SHOWN_PROBLEMS = 30
+
+
 def print_summary(day: dt.date, plans: list) -> None:
-    from admission.adapter.config import store_url
+    from admission.adapter.config import PREVIEW_REASON, store_url
     from admission.store import load_findings, load_results
 
     url = store_url()
@@ -70,16 +72,26 @@ def print_summary(day: dt.date, plans: list) -> None:
         results = load_results(url, plan.id, day)
         print(f"\nКампания {plan.id}, состояние на {day.isoformat()}:")
         print(f"{'этап':>4}  {'срок':10}  {'выполнено':>9}  {'отстают':>7}  {'просрочено':>10}  название")
+        if plan.status == "example":
+            print(f"ВНИМАНИЕ: {PREVIEW_REASON.format(plan=plan.id)}.")
         for stage in sorted(plan.stages, key=lambda s: s.number):
             rows = results[results["stage"] == stage.number]
             counts = rows["status"].value_counts()
             deadline = stage.deadline.isoformat() if stage.deadline else "весь период"
+            if rows.empty:
+                print(f"{stage.number:>4}  {deadline:10}  {'не проверен (ошибка проверки, см. журнал)':>30}  {stage.title}")
+                continue
             print(f"{stage.number:>4}  {deadline:10}  {counts.get('complete', 0):>9}  {counts.get('lagging', 0):>7}  "
                   f"{counts.get('overdue', 0):>10}  {stage.title}")
         problems = load_findings(url, plan.id, day)
         if len(problems):
-            print(f"Проблемы данных: {len(problems)} (файлы: {', '.join(sorted(set(problems['file']))[:5])}"
-                  + (" ..." if problems["file"].nunique() > 5 else "") + ")")
+            print(f"Проблемы данных: {len(problems)} в {problems['file'].nunique()} файлах")
+            for p in problems.head(SHOWN_PROBLEMS).itertuples(index=False):
+                where = p.file + (f", строка {int(p.row)}" if p.row == p.row and p.row is not None else "") + (
+                    f", «{p.column}»" if isinstance(p.column, str) and p.column else "")
+                print(f"  {where}: {p.message}")
+            if len(problems) > SHOWN_PROBLEMS:
+                print(f"  ... и еще {len(problems) - SHOWN_PROBLEMS} (все — в отчете, лист «Проблемы данных»)")
         print_mail_summary(day, plan, url)
 
 

@@ -11,10 +11,19 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, Param, dag, get_current_context, task
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.timetables.events import EventsTimetable
 
-from admission.plan import Plan, Stage, load_plans
+from admission.plan import Plan, Stage, load_valid_plans
+
+
+def _alert_admin(context) -> None:
+    """A task failed: tell the administrator (runs in the task's process, at failure time)."""
+    from admission.adapter.alerts import alert_admin
+
+    alert_admin(context)
+
 
 DEFAULT_ARGS = {
     "owner": "admission",
@@ -22,6 +31,7 @@ DEFAULT_ARGS = {
     # An environment setting, not a Variable (no metadata access at parse time); tests shorten it.
     "retry_delay": dt.timedelta(seconds=int(os.environ.get("ADMISSION_RETRY_DELAY_SECONDS", "300"))),
     "execution_timeout": dt.timedelta(minutes=30),
+    "on_failure_callback": _alert_admin,
 }
 
 ROLE_RU = {
@@ -53,27 +63,32 @@ def tags(plan: Plan, stage: Stage | None = None) -> list[str]:
 def params() -> dict[str, Param]:
     return {
         "as_of": Param(None, type=["null", "string"], format="date",
-                       description="Judge this date instead of the run's logical date (YYYY-MM-DD)"),
-        "dry_run": Param(False, type="boolean", description="Compute and store, but send no mail"),
+                       description="Дата, на которую проверять (ГГГГ-ММ-ДД); по умолчанию — логическая дата запуска"),
+        "dry_run": Param(False, type="boolean",
+                         description="Проверить и сохранить результаты, но не отправлять писем (и не отправить их "
+                                     "позже)"),
     }
 
 
-def schedule(plan: Plan) -> CronTriggerTimetable:
-    at = plan.run_time
-    return CronTriggerTimetable(f"{at.minute} {at.hour} * * *", timezone=plan.timezone)
+def schedule(plan: Plan) -> EventsTimetable:
+    """One run a day at the plan's ``run_at``, on the campaign's days only.
 
-
-def window(plan: Plan) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(plan.campaign.start, dt.time(0, 0), plan.tz)
-    end = dt.datetime.combine(plan.campaign.end, dt.time(23, 59), plan.tz)
-    return start, end
+    The campaign window lives in the timetable, not in ``start_date``/``end_date``: Airflow creates no
+    task at all for a manual run whose logical date lies outside those (the run shows «Success» and
+    did nothing), and an admin must be able to judge any campaign date at any time.
+    """
+    days = (plan.campaign.end - plan.campaign.start).days + 1
+    events = [dt.datetime.combine(plan.campaign.start + dt.timedelta(days=i), plan.run_time, plan.tz)
+              for i in range(days)]
+    return EventsTimetable(event_dates=events, restrict_to_events=False, presorted=True,
+                           description=f"ежедневно в {plan.run_at} ({plan.timezone}), "
+                                       f"{plan.campaign.start}..{plan.campaign.end}")
 
 
 def plan_dag_args(plan: Plan, schedule_, tags_: list[str]) -> dict:
-    """What every DAG of a plan shares: window, default_args, params, no catch-up, one run at a time."""
-    start, end = window(plan)
-    return dict(schedule=schedule_, start_date=start, end_date=end, catchup=False, max_active_runs=1,
-                default_args=DEFAULT_ARGS, params=params(), tags=tags_)
+    """What every DAG of a plan shares: schedule, default_args, params, no catch-up, one run at a time."""
+    return dict(schedule=schedule_, catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, params=params(),
+                tags=tags_)
 
 
 def after_stages(plan: Plan) -> list[Asset]:
@@ -85,17 +100,25 @@ def stage_doc(plan: Plan, stage: Stage) -> str:
     deadline = stage.deadline.isoformat() if stage.deadline else "нет (весь период кампании)"
     resp = "; ".join(f"{k}: {ROLE_RU[v]}" for k, v in stage.responsible.items())
     esc = "; ".join(f"{k}: {ROLE_RU[v]}" for k, v in stage.escalation.items())
-    example = "\n\n> **Example plan**: the region must confirm its dates." if plan.status == "example" else ""
     return (
         f"### Этап {stage.number}. {stage.title}\n\n{stage.text}\n\n"
         f"* **Срок:** {stage.deadline_text} (`{deadline}`, {plan.timezone})\n"
         f"* **Ответственные (по плану):** {stage.responsible_text}\n"
         f"* **Получают напоминания:** {resp}\n* **Эскалация:** {esc}\n"
         f"* **Проверка:** `{stage.check}`; организации: {', '.join(stage.concerns)}\n\n"
-        f"Plan `{plan.id}` ({plan.title}). Daily at {plan.run_at} from {plan.campaign.start} to "
-        f"{plan.campaign.end}. Trigger by hand with `as_of` to judge another date, `dry_run` to send nothing."
-        f"{example}"
+        f"План `{plan.id}` ({plan.title}). Ежедневно в {plan.run_at} с {plan.campaign.start} по "
+        f"{plan.campaign.end}. Ручной запуск: `as_of` — проверить другую дату кампании, `dry_run` — ничего не "
+        f"отправлять.{example_note(plan)}"
     )
+
+
+def example_note(plan: Plan) -> str:
+    """What the DAG docs say about a plan whose dates the region has not confirmed."""
+    if plan.status != "example":
+        return ""
+    return ("\n\n> **Пример плана (status: example): письма не отправляются.** Проверки выполняются и результаты "
+            "сохраняются, но ни напоминаний, ни отчета никто не получит, пока регион не подтвердит даты и не "
+            "укажет в файле плана `status: approved`.")
 
 
 def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
@@ -106,86 +129,72 @@ def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
         **plan_dag_args(plan, schedule(plan), tags(plan, stage)),
     )
     def stage_dag() -> None:
-        @task(task_id="resolve_as_of")
-        def resolve_as_of() -> str:
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            from admission.adapter.config import as_of_date
-
-            ctx = get_current_context()
-            dag_run = ctx["dag_run"]
-            as_of = as_of_date(plan, ctx["params"], ctx.get("logical_date"), getattr(dag_run, "run_after", None))
-            if not plan.covers(as_of):
-                raise AirflowSkipException(f"{as_of} is outside campaign {plan.id} "
-                                           f"({plan.campaign.start}..{plan.campaign.end})")
-            return as_of.isoformat()
-
         asset = stage_asset(plan, stage)
 
-        @task(task_id="check_organizations", outlets=[asset])
-        def check_organizations(as_of: str) -> dict:
+        @task(task_id="check_organizations")
+        def check_organizations(day: dict) -> dict:
             from admission.adapter.tasks import check_stage
 
-            summary = check_stage(plan, stage.number, as_of)
-            # The notify DAG learns from the asset event which day was judged.
-            get_current_context()["outlet_events"][asset].extra = {"as_of": as_of, "plan_id": plan.id}
-            return summary
+            return check_stage(plan, stage.number, day["as_of"])
 
-        check_organizations(resolve_as_of())
+        @task(task_id="publish_results", outlets=[asset], trigger_rule="all_done_min_one_success")
+        def publish_results(day: dict) -> dict:
+            """Emit the stage's Asset even when the check failed, so that the day's mail and report for the
+            other stages still go out; they see that this stage has no results for the day."""
+            ctx = get_current_context()
+            summary = ctx["ti"].xcom_pull(task_ids="check_organizations")
+            event = {"as_of": day["as_of"], "plan_id": plan.id, "dry_run": day["dry_run"], "judged": bool(summary)}
+            ctx["outlet_events"][asset].extra = event
+            return event
+
+        day = resolve_day_task(plan, from_assets=False)()
+        summary = check_organizations(day)
+        summary >> publish_results(day)
+        # A leaf that fails with the check: the run stays red although publish_results succeeded.
+        summary >> EmptyOperator(task_id="stage_judged")
 
     return stage_dag()
 
 
-def resolve_day_task(plan: Plan):
-    """`resolve_as_of` of an asset-triggered DAG: the day the stage runs judged (their events' extra)."""
+def resolve_day_task(plan: Plan, from_assets: bool = True):
+    """`resolve_as_of`: the day a run judges and whether it may send mail ({"as_of", "dry_run"})."""
 
     @task(task_id="resolve_as_of")
-    def resolve_as_of() -> str:
-        from admission.adapter.config import as_of_date
+    def resolve_as_of() -> dict:
+        from admission.adapter.config import resolve_day
 
         ctx = get_current_context()
-        if not ctx["params"].get("as_of"):
-            days = [
-                str(ev.extra.get("as_of"))
-                for events in (ctx.get("triggering_asset_events") or {}).values()
-                for ev in events
-                if ev.extra and ev.extra.get("as_of")
-            ]
-            if days:
-                return max(days)
-        return as_of_date(plan, ctx["params"], ctx.get("logical_date"),
-                          getattr(ctx["dag_run"], "run_after", None)).isoformat()
+        return resolve_day(plan, ctx["params"], ctx.get("logical_date"), getattr(ctx["dag_run"], "run_after", None),
+                           getattr(ctx["dag_run"], "run_type", None),
+                           ctx.get("triggering_asset_events") if from_assets else None)
 
     return resolve_as_of
 
 
-def _dry_run() -> bool:
-    return bool(get_current_context()["params"].get("dry_run"))
-
-
 def build_followup_dag(plan: Plan, dag_id: str, description: str, doc_md: str, schedule_, produce: str,
-                       send_task_id: str, kinds: tuple[str, ...]) -> DAG:
+                       send_task_id: str, kinds: tuple[str, ...], from_assets: bool = True) -> DAG:
     """A plan-level DAG of two tasks: ``produce`` (a function of adapter.tasks, also the task id) records the
     day's mail in the outbox; ``send_task_id`` delivers the given kinds of it (nothing on a day off)."""
 
-    @dag(dag_id=dag_id, description=description, doc_md=doc_md, **plan_dag_args(plan, schedule_, tags(plan)))
+    @dag(dag_id=dag_id, description=description, doc_md=doc_md + example_note(plan),
+         **plan_dag_args(plan, schedule_, tags(plan)))
     def followup_dag() -> None:
         @task(task_id=produce)
-        def produce_mail(as_of: str) -> dict:
+        def produce_mail(day: dict) -> dict:
             from admission.adapter import tasks
 
-            return getattr(tasks, produce)(plan, as_of, _dry_run())
+            return getattr(tasks, produce)(plan, day["as_of"], day["dry_run"])
 
         @task(task_id=send_task_id)
-        def send_mail(as_of: str, produced: dict) -> dict:
+        def send_mail(day: dict, produced: dict) -> dict:
             from admission.adapter.tasks import send_digests
 
             if produced.get("day_off"):
-                return {"as_of": as_of, "day_off": True}
-            return send_digests(plan, as_of, _dry_run(), kinds=kinds)
+                return {"as_of": day["as_of"], "day_off": True}
+            return send_digests(plan, day["as_of"], day["dry_run"], kinds=kinds)
 
-        as_of = resolve_day_task(plan)()
-        send_mail(as_of, produce_mail(as_of))
+        day = resolve_day_task(plan, from_assets=from_assets)()
+        send_mail(day, produce_mail(day))
 
     return followup_dag()
 
@@ -244,12 +253,14 @@ def build_operators_dag(plan: Plan) -> DAG:
         "it with the `accounts` dataset and, when there are changes not yet requested, writes the request "
         "XLSX and mails it to the regional center (kind `request`). The same set of changes is never "
         "requested twice. Params: `as_of`, `dry_run`.",
-        schedule(plan), "collect_operators", "send_request", ("request",))
+        schedule(plan), "collect_operators", "send_request", ("request",), from_assets=False)
 
 
 def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
+    """The DAGs of every valid plan; an invalid plan is left out here and reported by
+    ``dags/admission_plan_errors.py`` as an import error, so it cannot take the other campaigns down."""
     dags: dict[str, DAG] = {}
-    for plan in load_plans(plans_dir):
+    for plan in load_valid_plans(plans_dir)[0]:
         for stage in sorted(plan.stages, key=lambda s: s.number):
             built = build_stage_dag(plan, stage)
             dags[built.dag_id] = built

@@ -113,8 +113,9 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
 def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Tables, chart, workbook and Data Docs for the day; the mail goes to the outbox (kind `report`)."""
     from admission import report as rep
+    from admission.adapter.config import PREVIEW_REASON
     from admission.notify import Directory, digest_key
-    from admission.outbox import enqueue
+    from admission.outbox import enqueue, undelivered
     from admission.reader import read_data_folder
     from admission.store import load_findings, load_history, load_results, previous_date
     from admission.workdays import WorkCalendar
@@ -131,8 +132,11 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
     data = read_data_folder(config.data_dir())  # every dataset: the Data Docs validate them all
     folder = config.output_dir() / "reports" / plan.id / as_of.isoformat()
+    preview = PREVIEW_REASON.format(plan=plan.id) if plan.status == "example" else None
     report = rep.build(plan, as_of, today, previous, prev, data.frames["organizations"],
-                       load_findings(url, plan.id, as_of))
+                       load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of))
+    if report.unjudged:
+        log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
     png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")
     xlsx = rep.workbook(report, today, folder / f"report_{plan.id}_{as_of.isoformat()}.xlsx")
     docs = None
