@@ -182,3 +182,32 @@ def airflow_env(data_dir: Path, output_dir: Path, sink: SmtpSink | None = None, 
 def set_airflow_env(monkeypatch, *args, **kwargs) -> None:
     for key, value in airflow_env(*args, **kwargs).items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for the project's store (127.0.0.1:5432, trust); dropped afterwards.
+
+    Skipped when PostgreSQL is not reachable, except under CI=true, where that is a failure.
+    """
+    import secrets
+
+    import psycopg2
+
+    try:
+        admin = psycopg2.connect(dbname="postgres", host="127.0.0.1", port=5432, user="postgres", connect_timeout=3)
+    except Exception as exc:  # not reachable here
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but PostgreSQL at 127.0.0.1:5432 is not reachable ({type(exc).__name__})")
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not reachable ({type(exc).__name__})")
+    name = f"admission_store_{secrets.token_hex(4)}"
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    try:
+        yield url
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

@@ -141,9 +141,14 @@ def _encoded_words(text: str, limit: int = 45) -> list[str]:
     return [f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words]
 
 
+MAX_DISPLAY_NAME = 100  # one encoded word of at most ≈ 280 characters: header lines stay far under 998
+
+
 def address(name: str, email: str) -> str:
     """`Name <addr>`; a Russian name is one RFC 2047 word (a split one gains a stray space in some parsers)."""
     name = clean_header(name)
+    if len(name) > MAX_DISPLAY_NAME:  # a name cell can hold thousands of characters; a header line may not
+        name = name[:MAX_DISPLAY_NAME - 1] + "…"
     if not name:
         return email
     if name.isascii():

@@ -9,6 +9,7 @@ This module imports only pydantic and PyYAML: it is safe at DAG parse time.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -34,7 +35,9 @@ CheckName = Literal[
     "approvals",
 ]
 
-PLANS_DIR = Path(__file__).resolve().parents[1] / "plans"
+# The plan folder; ADMISSION_PLANS_DIR (an environment setting, read when parsing, like the retry delay)
+# points elsewhere, e.g. at a region's own plans or a test's.
+PLANS_DIR = Path(os.environ.get("ADMISSION_PLANS_DIR") or Path(__file__).resolve().parents[1] / "plans")
 
 
 class PlanError(ValueError):

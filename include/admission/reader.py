@@ -356,17 +356,23 @@ def _clean_organizations(frame: pd.DataFrame, findings: list[Finding]) -> pd.Dat
         firsts = usable[~repeated & codes.isin(set(codes[repeated])).to_numpy()]
         first_of = {code: idx for code, idx in zip(firsts["org_id"], firsts.index, strict=True)}
 
+        def first_place(idx, first) -> str:
+            row = f"строке {int(usable.at[first, '_row'])}"
+            same = usable.at[first, "_file"] == usable.at[idx, "_file"]
+            return row if same else f"{usable.at[first, '_file']}, {row}"
+
         def signature(idx) -> tuple:
             return tuple(None if pd.isna(v) else v for v in usable.loc[idx, _REGISTRY_FIELDS[1:]])
 
         for idx in usable.index[repeated]:
             code, first = usable.at[idx, "org_id"], first_of[usable.at[idx, "org_id"]]
-            first_no = int(usable.at[first, "_row"])
+            where = first_place(idx, first)
             if signature(idx) == signature(first):
-                found(idx, f"строка повторяет строку {first_no} (код «{code}»); учтена одна — удалите повтор", "Код")
+                found(idx, f"строка повторяет строку с тем же кодом «{code}» ({where}); учтена одна — удалите повтор",
+                      "Код")
             else:
-                found(idx, f"код «{code}» уже встречался в строке {first_no} с другими сведениями; учтена первая "
-                           "строка, эта не учтена (адреса из нее не получают писем)", "Код")
+                found(idx, f"код «{code}» уже встречался ({where}) с другими сведениями; учтена первая строка, "
+                           "эта не учтена (адреса из нее не получают писем)", "Код")
     return usable[~repeated].reset_index(drop=True)
 
 

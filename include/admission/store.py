@@ -124,7 +124,8 @@ request_log = Table(
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    engine = create_engine(url, future=True, pool_pre_ping=True)
+    # hide_parameters: a failed statement's error (and so the task log) never quotes the values: e-mails, names.
+    engine = create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         from sqlalchemy import event
 
