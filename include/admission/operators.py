@@ -81,8 +81,14 @@ def diff_accounts(data: DataFolder, invalid: list[Finding]) -> pd.DataFrame:
     Columns: action (create/block/served/waiting), org_id, full_name, position, role, email, phone, login, note.
     Rows of the operator list with a problem are not requested (they must be fixed first).
     """
+    # Only the registry's schools, and only rows that name a person: the request to РЦОКО creates and
+    # blocks accounts, and a file in the folder is not thereby entitled to either.
+    orgs = data.frames["organizations"]
+    schools = set(orgs.loc[orgs["kind"] == "ОО", "org_id"])
     ops = data.frames["operators"]
+    ops = ops[ops["org_id"].isin(schools).to_numpy() & ops["full_name"].notna().to_numpy()]
     acc = data.frames["accounts"]
+    acc = acc[acc["org_id"].isin(schools).to_numpy() & acc["full_name"].notna().to_numpy()]
     bad = {(f.file, f.row) for f in invalid if f.dataset == "operators"}
     ok = ops[[(f, int(r)) not in bad for f, r in zip(ops["_file"], ops["_row"], strict=True)]] if len(ops) else ops
     ok = ok.assign(person=normalize_text(ok["full_name"])).drop_duplicates(["org_id", "person"])

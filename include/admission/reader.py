@@ -357,7 +357,7 @@ def _clean_organizations(frame: pd.DataFrame, findings: list[Finding]) -> pd.Dat
         first_of = {code: idx for code, idx in zip(firsts["org_id"], firsts.index, strict=True)}
 
         def first_place(idx, first) -> str:
-            row = f"строке {int(usable.at[first, '_row'])}"
+            row = f"строка {int(usable.at[first, '_row'])}"
             same = usable.at[first, "_file"] == usable.at[idx, "_file"]
             return row if same else f"{usable.at[first, '_file']}, {row}"
 

@@ -86,7 +86,8 @@ def print_summary(day: dt.date, plans: list) -> None:
         problems = load_findings(url, plan.id, day)
         if len(problems):
             print(f"Проблемы данных: {len(problems)} в {problems['file'].nunique()} файлах")
-            for p in problems.head(SHOWN_PROBLEMS).itertuples(index=False):
+            ordered = problems.assign(_r=problems["row"].fillna(0)).sort_values(["file", "_r"], kind="stable")
+            for p in ordered.head(SHOWN_PROBLEMS).itertuples(index=False):
                 where = p.file + (f", строка {int(p.row)}" if p.row == p.row and p.row is not None else "") + (
                     f", «{p.column}»" if isinstance(p.column, str) and p.column else "")
                 print(f"  {where}: {p.message}")
