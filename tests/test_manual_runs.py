@@ -143,14 +143,15 @@ def test_a_dry_run_then_the_real_day_sends_only_the_real_days_mail(airflow_db, d
     for as_of in ("2019-12-18", "2019-12-17"):  # a preview of two days
         assert "success" in str(dag.test(logical_date=logical, run_conf={"as_of": as_of, "dry_run": True}).state)
     assert smtp_sink.received == []
-    run = dag.test(logical_date=logical, run_conf={"as_of": "2019-12-17"})
+    # dry_run given explicitly: in one process, dag.test() keeps the previous run's conf in the DAG's params.
+    run = dag.test(logical_date=logical, run_conf={"as_of": "2019-12-17", "dry_run": False})
     assert "success" in str(run.state)
     sent = smtp_sink.messages()
     assert sent and {m["X-Admission-Date"] for m in sent} == {"2019-12-17"}  # the preview of 18.12 stays a preview
     with engine_for(url).connect() as conn:
         statuses = dict(conn.execute(select(outbox.c.as_of, outbox.c.status).distinct()).tuples().all())
     assert statuses[dt.date(2019, 12, 18)] == "dry_run"
-    assert "success" in str(dag.test(logical_date=logical, run_conf={"as_of": "2019-12-17"}).state)
+    assert "success" in str(dag.test(logical_date=logical, run_conf={"as_of": "2019-12-17", "dry_run": False}).state)
     assert len(smtp_sink.received) == len(sent)  # and the real day once
 
 

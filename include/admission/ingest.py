@@ -9,8 +9,8 @@ What this module guarantees (contract, section 1):
   hold a value), read from the sheet XML while streaming it, before the XLSX engine allocates
   its grid (python-calamine allocates rows × columns cells and aborts the process, not raises,
   when that is too much); for CSV rows, fields per row and lines per record.
-* XLSX is parsed in child processes with a memory limit (``RLIMIT_AS``): a native crash or an
-  out-of-memory of the engine on one file kills that child only, and the file becomes a finding.
+* XLSX is parsed in forked child processes with a memory limit (``RLIMIT_AS``): a native crash or
+  an out-of-memory of the engine on one file kills that child only, and the file becomes a finding.
   CSV is parsed here with the standard ``csv`` module: pure Python, its memory bounded by the
   size limit, nothing native to crash.
 
@@ -25,11 +25,10 @@ import csv
 import datetime as dt
 import io
 import os
+import pickle
 import re
 import stat
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -540,37 +539,85 @@ CRASHED = ("чтение файла аварийно прервано (не хв
            "не справилась); файл не прочитан")
 
 
-def parse_xlsx_isolated(paths: list[str], limits: Limits, workers: int | None = None) -> dict[str, RawTable]:
-    """Parse workbooks in child processes with a memory limit; a child that dies costs only its file.
+def _parse_quietly(path: str, limits: Limits) -> RawTable:
+    try:
+        return parse_xlsx(path, limits)
+    except Exception as exc:  # a bug must still cost one file only
+        return RawTable(problems=[Problem(f"файл не прочитан ({type(exc).__name__})")])
 
-    Children are forked (cheap, nothing re-imported); when one dies the pool breaks, and the files
-    it had not finished are parsed again one per process, so the file that kills its process is found.
+
+def _spawn(batch: list[str], limits: Limits) -> tuple[int, int]:
+    """Fork a child that parses ``batch`` in order, writing each result to a pipe as soon as it has it."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, never runs the parent's exit handlers
+        code = 0
+        try:
+            os.close(read_end)
+            _limit_memory(limits.memory_bytes)
+            with os.fdopen(write_end, "wb") as out:
+                for path in batch:
+                    data = pickle.dumps(_parse_quietly(path, limits), protocol=pickle.HIGHEST_PROTOCOL)
+                    out.write(len(data).to_bytes(8, "little") + data)
+                    out.flush()
+        except BaseException:
+            code = 70
+        os._exit(code)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _results(buffer: bytes) -> list[RawTable]:
+    out, pos = [], 0
+    while pos + 8 <= len(buffer):
+        size = int.from_bytes(buffer[pos:pos + 8], "little")
+        if pos + 8 + size > len(buffer):
+            break  # cut short by the child's death
+        out.append(pickle.loads(buffer[pos + 8:pos + 8 + size]))
+        pos += 8 + size
+    return out
+
+
+def parse_xlsx_isolated(paths: list[str], limits: Limits, workers: int | None = None) -> dict[str, RawTable]:
+    """Parse workbooks in forked children with a memory limit; a child that dies costs only its file.
+
+    Plain ``os.fork`` and pipes rather than ``multiprocessing``: under Celery the task runs in a
+    daemonic process, which multiprocessing forbids to have children. Each child takes a share of
+    the files and reports each result as it goes; when one dies, the file it was on is the culprit
+    (a finding) and the files after it go to a new child.
     """
     if not paths:
         return {}
-    import multiprocessing as mp
+    import selectors
 
-    ctx = mp.get_context("fork")
-    workers = max(1, min(workers or os.cpu_count() or 1, len(paths)))
+    workers = max(1, workers or os.cpu_count() or 1)
     out: dict[str, RawTable] = {}
-    pending = list(paths)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_memory,
-                             initargs=(limits.memory_bytes,)) as pool:
-        futures = {p: pool.submit(parse_xlsx, p, limits) for p in pending}
-        for p, fut in futures.items():
-            try:
-                out[p] = fut.result()
-            except BrokenProcessPool:
-                pass
-            except Exception as exc:  # a bug must still cost one file only
-                out[p] = RawTable(problems=[Problem(f"файл не прочитан: {type(exc).__name__}")])
-    for p in [p for p in paths if p not in out]:
-        with ProcessPoolExecutor(1, mp_context=ctx, initializer=_limit_memory,
-                                 initargs=(limits.memory_bytes,)) as alone:
-            try:
-                out[p] = alone.submit(parse_xlsx, p, limits).result()
-            except BrokenProcessPool:
-                out[p] = RawTable(problems=[Problem(CRASHED)])
-            except Exception as exc:
-                out[p] = RawTable(problems=[Problem(f"файл не прочитан: {type(exc).__name__}")])
+    queue = list(paths)
+    while queue:
+        k = min(workers, len(queue))
+        batches = [queue[i::k] for i in range(k)]
+        queue = []
+        sel = selectors.DefaultSelector()
+        running = {}
+        for batch in batches:
+            pid, fd = _spawn(batch, limits)
+            running[fd] = (pid, batch, bytearray())
+            sel.register(fd, selectors.EVENT_READ)
+        while running:
+            for key, _ in sel.select():
+                pid, batch, buffer = running[key.fd]
+                chunk = os.read(key.fd, 1 << 20)
+                if chunk:
+                    buffer += chunk
+                    continue
+                sel.unregister(key.fd)
+                os.close(key.fd)
+                del running[key.fd]
+                os.waitpid(pid, 0)
+                got = _results(bytes(buffer))
+                out.update(zip(batch, got, strict=False))
+                if len(got) < len(batch):
+                    out[batch[len(got)]] = RawTable(problems=[Problem(CRASHED)])
+                    queue.extend(batch[len(got) + 1:])
+        sel.close()
     return out

@@ -83,7 +83,7 @@ class Directory:
         orgs = data.frames["organizations"]
         self.invalid: list[tuple[str, str]] = []  # (org_id, which field) with an unusable address
         ids = orgs["org_id"].tolist()
-        self._name = dict(zip(ids, orgs["name"].astype(str), strict=True))
+        self._name = dict(zip(ids, orgs["name"].where(orgs["name"].notna(), orgs["org_id"]).astype(str), strict=True))
         self._kind = dict(zip(ids, orgs["kind"], strict=True))
         self._parent = {o: p for o, p in zip(ids, orgs["parent_id"], strict=True)
                         if isinstance(p, str) and p in self._name}
