@@ -312,7 +312,7 @@ def _careful(table: RawTable, reader, lines: list[str], limits: Limits, quoted: 
         if spans > 1 and (spans > limits.max_lines_per_record or (end >= len(lines) and _odd_quotes(lines, start, end))):
             table.problems.append(Problem(
                 f"незакрытая кавычка: значение, начатое в строке {start}, не закрыто до строки {end}; "
-                f"строки {start}–{end} ({spans} строк) не прочитаны", row=start))
+                f"строки {start}–{end} не прочитаны (всего строк: {spans})", row=start))
             continue
         if len(table.rows) >= limits.max_rows:
             table.problems.append(Problem(f"в файле больше {limits.max_rows} строк; строки начиная с {start} "
