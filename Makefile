@@ -55,8 +55,9 @@ demo: demo-data
 	$(MAKE) --no-print-directory day DATE=$(DEMO_DATE)
 
 # The Airflow UI with the project's DAGs (admin password is printed by `airflow standalone`).
+# standalone starts its components by the bare name `airflow`: the venv's bin/ must be on PATH.
 airflow: migrate
-	$(BIN)/airflow standalone
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/airflow standalone
 
 clean:
 	rm -rf $(AIRFLOW_HOME) output demo-data .pytest_cache
