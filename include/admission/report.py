@@ -38,10 +38,13 @@ class Report:
     undelivered: list[dict] = field(default_factory=list)  # kind, recipient, status, error of mail not delivered
 
 
-def unjudged_stages(plan: Plan, today: pd.DataFrame) -> list[int]:
-    """Stages of the plan without a single stored result for the day: their check could not run."""
+def unjudged_stages(plan: Plan, today: pd.DataFrame, orgs: pd.DataFrame) -> list[int]:
+    """Stages without a single stored result for the day although the registry has organizations they
+    concern: their check could not run (a stage that concerns nobody has nothing to store)."""
     judged = set(today["stage"].astype(int)) if not today.empty else set()
-    return [s.number for s in sorted(plan.stages, key=lambda s: s.number) if s.number not in judged]
+    kinds = set(orgs["kind"].dropna())
+    return [s.number for s in sorted(plan.stages, key=lambda s: s.number)
+            if s.number not in judged and kinds & set(s.concerns)]
 
 
 def stage_table(plan: Plan, today: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
@@ -101,7 +104,7 @@ def build(plan: Plan, as_of: dt.date, today: pd.DataFrame, previous: pd.DataFram
           undelivered: list[dict] | None = None) -> Report:
     return Report(plan, as_of, stage_table(plan, today, as_of), municipality_table(today, orgs),
                   longest_overdue(today), status_changes(today, previous), problems, prev_date,
-                  unjudged_stages(plan, today), preview, undelivered or [])
+                  unjudged_stages(plan, today, orgs), preview, undelivered or [])
 
 
 def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path:

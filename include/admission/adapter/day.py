@@ -79,7 +79,8 @@ def print_summary(day: dt.date, plans: list) -> None:
             counts = rows["status"].value_counts()
             deadline = stage.deadline.isoformat() if stage.deadline else "весь период"
             if rows.empty:
-                print(f"{stage.number:>4}  {deadline:10}  {'не проверен (ошибка проверки, см. журнал)':>30}  {stage.title}")
+                print(f"{stage.number:>4}  {deadline:10}  нет результатов: проверка не выполнена (см. журнал DAG) или "
+                      f"этап не касается ни одной организации реестра  {stage.title}")
                 continue
             print(f"{stage.number:>4}  {deadline:10}  {counts.get('complete', 0):>9}  {counts.get('lagging', 0):>7}  "
                   f"{counts.get('overdue', 0):>10}  {stage.title}")
