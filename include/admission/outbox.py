@@ -96,6 +96,18 @@ class SmtpSettings:
     from_email: str
     from_name: str
     timeout: float = 30.0
+    ca_bundle: str | None = None  # PEM file of extra trusted CAs (e.g. the Russian national CA)
+
+
+class InsecureSmtpConfig(RuntimeError):
+    """The connection would send the password in clear text; the admin must enable SSL or STARTTLS."""
+
+
+def tls_context(settings: SmtpSettings):
+    """Certificates and host names verified: smtplib's own default context checks neither."""
+    import ssl
+
+    return ssl.create_default_context(cafile=settings.ca_bundle or None)
 
 
 def _flag(value: object, default: bool) -> bool:
@@ -106,18 +118,33 @@ def _flag(value: object, default: bool) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes", "on", "да"}
 
 
+def _choice(extra: dict, ours: str, airflows_disable: str, default: bool) -> bool:
+    """Our extra (``ssl``/``starttls``) if given, else Airflow's ``disable_ssl``/``disable_tls``, else the default."""
+    if extra.get(ours) not in (None, ""):
+        return _flag(extra[ours], default)
+    if extra.get(airflows_disable) not in (None, ""):
+        return not _flag(extra[airflows_disable], False)
+    return default
+
+
 def smtp_settings(host: str | None, port: int | str | None, login: str | None, password: str | None,
                   extra: dict | None) -> SmtpSettings:
-    """Settings from an Airflow connection's fields; extras may arrive as strings ("false")."""
+    """Settings from an Airflow connection's fields; extras may arrive as strings ("false").
+
+    Extras: ours (``ssl``, ``starttls``, ``from_email``, ``from_name``, ``timeout``, ``ca_bundle``) and those of
+    Airflow's own ``smtp`` connection type (``disable_ssl``, ``disable_tls``, ``timeout``, ``from_email``).
+    Defaults by port: implicit TLS on 465, STARTTLS on 587.
+    """
     extra = extra or {}
     port = int(port) if port else (465 if _flag(extra.get("ssl"), False) else 25)
-    ssl = _flag(extra.get("ssl"), port == 465)
+    ssl = _choice(extra, "ssl", "disable_ssl", port == 465)
+    starttls = not ssl and _choice(extra, "starttls", "disable_tls", port == 587)
     from_email = str(extra.get("from_email") or (login if login and "@" in login else "") or "admission@localhost")
     return SmtpSettings(
         host=host or "localhost", port=port, login=login or None, password=password or None, ssl=ssl,
-        starttls=_flag(extra.get("starttls"), False) and not ssl, from_email=from_email,
+        starttls=starttls, from_email=from_email,
         from_name=str(extra.get("from_name") or "Мониторинг приема в 1-й класс"),
-        timeout=float(extra.get("timeout") or 30),
+        timeout=float(extra.get("timeout") or 30), ca_bundle=str(extra["ca_bundle"]) if extra.get("ca_bundle") else None,
     )
 
 
@@ -165,9 +192,15 @@ class SmtpTransport:
 
         s = self.settings
         skip_login = not (s.login and s.password)  # no password: no login, and no keyring lookup or prompt
+        if not skip_login and not (s.ssl or s.starttls):
+            raise InsecureSmtpConfig(
+                f"admission_smtp {s.host}:{s.port}: a password is set but neither SSL nor STARTTLS is on; the "
+                "password is never sent in clear text (set the extra ssl or starttls, or port 465/587)")
+        context = tls_context(s) if (s.ssl or s.starttls) else None
         self.client = yagmail.SMTP(
             user=s.login or s.from_email, password=s.password, host=s.host, port=s.port, smtp_ssl=s.ssl,
-            smtp_starttls=s.starttls, smtp_skip_login=skip_login, soft_email_validation=False, timeout=s.timeout,
+            smtp_starttls={"context": context} if s.starttls else False, smtp_skip_login=skip_login,
+            soft_email_validation=False, timeout=s.timeout, **({"context": context} if s.ssl else {}),
         )
         self.client.login()
 
