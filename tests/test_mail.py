@@ -263,3 +263,24 @@ def test_smtp_refusal_of_sender_stops_the_batch(tmp_path, plan):
     assert _classify(smtplib.SMTPRecipientsRefused({"a@x": (550, b"no")}))[0] == "refused"
     assert _classify(smtplib.SMTPRecipientsRefused({"a@x": (451, b"later")}))[0] == "failed"
     assert _classify(smtplib.SMTPServerDisconnected("gone"))[0] == "connection"
+
+
+def test_a_retry_resumes_what_its_killed_try_had_claimed_and_nobody_else_steals_it(tmp_path, plan, smtp_sink):
+    from admission.outbox import _claim
+    from admission.store import engine_for, outbox
+    from sqlalchemy import select
+
+    url = _queue(tmp_path, plan, ["a@x.example", "b@x.example", "c@x.example"])
+    engine = engine_for(url)
+    with engine.connect() as conn:
+        ids = list(conn.execute(select(outbox.c.id)).scalars())
+    owner = "notify_2020_2021.send_digests.scheduled__2019-12-18"
+    # The first try claimed everything and was killed (SIGKILL: no release, rows stay 'sending').
+    assert _claim(engine, ids, ("pending",), f"claim:{owner}") == set(ids)
+    transport = _smtp(smtp_sink)
+    other = deliver(url, "2020-2021", D(2019, 12, 18), transport, owner="report_2020_2021.send_report.x")
+    assert other["delivered"] == 0 and smtp_sink.received == []  # a fresh claim of another sender is respected
+    retry = deliver(url, "2020-2021", D(2019, 12, 18), transport, owner=owner)
+    assert retry["delivered"] == len(ids) and len(smtp_sink.received) == len(ids)
+    with engine.connect() as conn:
+        assert set(conn.execute(select(outbox.c.status)).scalars()) == {"sent"}

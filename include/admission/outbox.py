@@ -251,14 +251,12 @@ def _classify(exc: BaseException) -> tuple[str, str]:
 STALE_CLAIM = dt.timedelta(minutes=10)
 
 
-def _claim(engine, ids: list[int], statuses: tuple[str, ...]) -> set[int]:
-    """Atomically mark messages 'sending' (chunk by chunk); returns those this sender got.
+def _claim(engine, ids: list[int], statuses: tuple[str, ...], token: str) -> set[int]:
+    """Atomically mark messages 'sending' under ``token`` (chunk by chunk); returns those this sender got.
 
-    Another sender's claim is respected unless it is older than STALE_CLAIM (a crashed sender).
+    Another sender's claim is respected unless it is older than STALE_CLAIM (a crashed sender); a claim
+    with this very token (the same task instance, an earlier try killed mid-batch) is taken back at once.
     """
-    import uuid
-
-    token = f"claim:{uuid.uuid4().hex}"
     stale = _now() - STALE_CLAIM
     got: set[int] = set()
     for i in range(0, len(ids), 500):
@@ -266,11 +264,20 @@ def _claim(engine, ids: list[int], statuses: tuple[str, ...]) -> set[int]:
         with engine.begin() as conn:
             conn.execute(update(outbox).where(
                 outbox.c.id.in_(chunk),
-                outbox.c.status.in_(statuses) | ((outbox.c.status == "sending") & (outbox.c.updated_at < stale)),
+                outbox.c.status.in_(statuses)
+                | ((outbox.c.status == "sending") & ((outbox.c.updated_at < stale) | (outbox.c.last_error == token))),
             ).values(status="sending", last_error=token, updated_at=_now()))
             got |= set(conn.execute(select(outbox.c.id).where(outbox.c.id.in_(chunk),
                                                                outbox.c.last_error == token)).scalars())
     return got
+
+
+def _still_mine(engine, row_id: int, token: str) -> bool:
+    """Renew this message's claim just before sending it; False when another sender has taken it over."""
+    with engine.begin() as conn:
+        return conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == "sending",
+                                                 outbox.c.last_error == token)
+                            .values(updated_at=_now())).rowcount == 1
 
 
 def _release(engine, claimed: set[int], previous: dict[int, str]) -> None:
@@ -289,18 +296,24 @@ def _record(engine, row_id: int, **values: object) -> None:
 
 
 def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str, ...] | None = None,
-            max_reconnects: int = 2) -> dict[str, int]:
+            max_reconnects: int = 2, owner: str | None = None) -> dict[str, int]:
     """Send every message of the day that still needs it; commit each outcome at once.
 
     Each message is claimed ('sending') before it goes out, so two senders (a retry that overlaps a
-    task thought dead, the report and the digests) never send the same one; a claim left by a
-    crashed sender is taken over after ten minutes.
+    task thought dead, the report and the digests) never send the same one. ``owner`` names the
+    sender across its retries (the adapter passes dag, task and run): a retry takes back at once
+    what its killed predecessor had claimed; anyone else takes over a claim after ten minutes.
+    Each claim is renewed, and re-checked, just before its message goes out.
     """
+    import uuid
+
     engine = engine_for(url)
+    token = f"claim:{owner}" if owner else f"claim:{uuid.uuid4().hex}"
     query = select(outbox).where(
         outbox.c.plan_id == plan_id, outbox.c.as_of == as_of,
         outbox.c.status.in_(transport.statuses_to_deliver)
-        | ((outbox.c.status == "sending") & (outbox.c.updated_at < _now() - STALE_CLAIM)))
+        | ((outbox.c.status == "sending")
+           & ((outbox.c.updated_at < _now() - STALE_CLAIM) | (outbox.c.last_error == token))))
     if kinds:
         query = query.where(outbox.c.kind.in_(kinds))
     with engine.connect() as conn:
@@ -309,12 +322,12 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
     if not rows:
         return counts
     reconnects = 0
-    claimed = _claim(engine, [r["id"] for r in rows], transport.statuses_to_deliver)
-    previous = {r["id"]: r["status"] for r in rows}
+    claimed = _claim(engine, [r["id"] for r in rows], transport.statuses_to_deliver, token)
+    previous = {r["id"]: ("pending" if r["status"] == "sending" else r["status"]) for r in rows}
     try:
         with transport:
             for row in rows:
-                if row["id"] not in claimed:
+                if row["id"] not in claimed or not _still_mine(engine, row["id"], token):
                     continue
                 while True:
                     try:

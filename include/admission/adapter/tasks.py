@@ -84,6 +84,17 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     return {"as_of": as_of_iso, "digests": len(digests), **by_kind, **counts}
 
 
+def _task_owner() -> str | None:
+    """The sending task instance across its tries: its retry resumes what a killed try had claimed."""
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+    except Exception:  # not inside a task (a plain call)
+        return None
+    return f"{ti.dag_id}.{ti.task_id}.{ti.run_id}"
+
+
 def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
                  kinds: tuple[str, ...] = ("reminder", "overdue", "escalation")) -> dict:
     """Deliver what the outbox holds for the day: SMTP when configured, else .eml files."""
@@ -101,7 +112,7 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
         transport = SmtpTransport(settings)
         where = f"smtp {conn.host}:{conn.port}"
     try:
-        counts = deliver(config.store_url(), plan.id, as_of, transport, kinds=kinds)
+        counts = deliver(config.store_url(), plan.id, as_of, transport, kinds=kinds, owner=_task_owner())
     except TransientError as exc:
         raise RuntimeError(f"delivery interrupted, the rest stays in the outbox for the retry: {exc}") from exc
     log.info("plan %s on %s via %s: %s", plan.id, as_of, where, counts)
