@@ -236,3 +236,34 @@ def test_the_store_takes_any_finding_on_postgresql(corpus_problems, postgres_url
     assert len(load_results(postgres_url, plan.id, day)) > 0
     files = set(load_findings(postgres_url, plan.id, day)["file"])
     assert "operators/" + "B" * 70 + ".csv" in files and "organizations.csv" in files
+
+
+def test_a_non_utf8_file_name_and_a_nul_in_a_workbook_reach_postgresql(tmp_path, postgres_url):
+    """Names the OS gives as undecodable bytes and Excel's ``_x0000_`` (a NUL) would make PostgreSQL refuse
+    the whole day's findings; both stay findings."""
+    import re as _re
+    import zipfile
+
+    from admission.reader import read_data_folder
+    from admission.rules import validate_rows
+    from admission.stages import day_problems
+    from admission.store import load_findings, save_stage
+
+    registry(tmp_path)
+    ops = tmp_path / "operators"
+    ops.mkdir()
+    (ops / os.fsdecode(b"BAD\xff.csv")).write_text("ФИО;Должность;Роль;E-mail\nА;директор;оператор;a@b.ru\n")
+    src = CORPUS / "operators" / "BAD02.xlsx"  # a readable workbook of an unregistered school
+    with zipfile.ZipFile(src) as zi, zipfile.ZipFile(ops / "BAD70.xlsx", "w") as zo:
+        for info in zi.infolist():
+            body = zi.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                body = _re.sub(rb"<t>([^<]*@[^<]*)</t>", rb"<t>\1_x0000_</t>", body, count=1)
+            zo.writestr(info, body)
+    data = read_data_folder(tmp_path)
+    findings = day_problems(data, validate_rows(data.frames))[0]
+    assert any("UTF-8" in f.message for f in findings)
+    assert not any("\x00" in (f.message + f.file) for f in findings)
+    save_stage(postgres_url, "2020-2021", 5, dt.date(2019, 12, 16), data["organizations"].iloc[0:0].assign(
+        plan_id=[], stage=[], as_of=[], status=[], missing=[], deadline=[], days_overdue=[], days_left=[]), findings)
+    assert len(load_findings(postgres_url, "2020-2021", dt.date(2019, 12, 16))) == len(findings)

@@ -108,9 +108,20 @@ def _what(mode: int) -> str:
 
 
 def _refusal_for(path: Path, st: os.stat_result) -> str | None:
-    if stat.S_ISREG(st.st_mode):
-        return None
-    return f"{_what(st.st_mode)}, а не обычный файл: не прочитан"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{_what(st.st_mode)}, а не обычный файл: не прочитан"
+    if not _utf8_name(path.name):
+        return "имя файла не в кодировке UTF-8 (его нельзя сохранить и показать); переименуйте файл; не прочитан"
+    return None
+
+
+def _utf8_name(name: str) -> bool:
+    """A name the OS gave as bytes that are not UTF-8 arrives with surrogate escapes, which no store takes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def dataset_entries(root: Path, name: str) -> list[Entry]:
@@ -173,7 +184,7 @@ def _walk(folder: Path, root: Path, depth: int = 0) -> list[Entry]:
         if not stat.S_ISREG(st.st_mode):
             out.append(Entry(path, True, _refusal_for(path, st)))
         elif suffix in SUFFIXES:
-            out.append(Entry(path, True))
+            out.append(Entry(path, True, _refusal_for(path, st)))
         else:
             out.append(Entry(path, True, _unsupported(suffix.lstrip(".") or "без расширения")))
     return out
@@ -371,7 +382,10 @@ def _first_sheet_name(zf: zipfile.ZipFile) -> str | None:
         info = zf.getinfo(name)
         if info.file_size > 16 * MB:
             raise Refused("служебная часть книги слишком велика; файл не прочитан")
-        return zf.read(name)
+        data = zf.read(name)
+        if b"<!DOCTYPE" in data:
+            raise Refused("книга содержит объявление DOCTYPE (недопустимо в XLSX); файл не прочитан")
+        return data
 
     names = set(zf.namelist())
     if "xl/workbook.xml" not in names:
@@ -449,7 +463,7 @@ def _text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return value.replace("\x00", "")  # Excel's _x0000_ escape: a NUL no database column takes
     if isinstance(value, bool):
         return "да" if value else "нет"
     if isinstance(value, float):

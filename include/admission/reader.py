@@ -94,8 +94,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 def display_path(rel: str) -> str:
     """A file name as findings, logs and mail show it: control and bidi characters escaped, length capped
     (anyone can name a file; a name must not rewrite a log line or a terminal, or reorder a mail's text)."""
+    shown = rel.encode("utf-8", "backslashreplace").decode("utf-8")  # bytes that were not UTF-8
     shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
-                         rel)
+                         shown)
     return shown if len(shown) <= 300 else shown[:297] + "..."
 
 

@@ -75,8 +75,13 @@ def as_of_date(plan: Plan, params: dict, logical_date: dt.datetime | None, run_a
     return moment.astimezone(plan.tz).date()
 
 
-PREVIEW_REASON = ("план кампании {plan} — пример (status: example): даты не подтверждены регионом, поэтому письма "
+_PREVIEW_REASON = ("план кампании {plan} — пример (status: example): даты не подтверждены регионом, поэтому письма "
                   "не отправляются; проверки и отчет формируются для просмотра")
+
+
+def preview_reason(plan: Plan) -> str | None:
+    """Why a plan's runs send nothing (an example plan), as the summary, the report and the run say it."""
+    return _PREVIEW_REASON.format(plan=plan.id) if plan.status == "example" else None
 
 
 def _latest_events(events) -> list:
@@ -117,7 +122,7 @@ def resolve_day(plan: Plan, params: dict, logical_date: dt.datetime | None, run_
         if "scheduled" in str(run_type or "").lower():
             raise AirflowSkipException(message)
         raise AirflowFailException(message)
-    preview = PREVIEW_REASON.format(plan=plan.id) if plan.status == "example" else None
+    preview = preview_reason(plan)
     return {"as_of": as_of.isoformat(), "dry_run": dry or preview is not None, "preview": preview}
 
 

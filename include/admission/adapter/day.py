@@ -64,7 +64,7 @@ SHOWN_PROBLEMS = 30
 
 
 def print_summary(day: dt.date, plans: list) -> None:
-    from admission.adapter.config import PREVIEW_REASON, store_url
+    from admission.adapter.config import preview_reason, store_url
     from admission.store import load_findings, load_results
 
     url = store_url()
@@ -72,8 +72,8 @@ def print_summary(day: dt.date, plans: list) -> None:
         results = load_results(url, plan.id, day)
         print(f"\nКампания {plan.id}, состояние на {day.isoformat()}:")
         print(f"{'этап':>4}  {'срок':10}  {'выполнено':>9}  {'отстают':>7}  {'просрочено':>10}  название")
-        if plan.status == "example":
-            print(f"ВНИМАНИЕ: {PREVIEW_REASON.format(plan=plan.id)}.")
+        if preview_reason(plan):
+            print(f"ВНИМАНИЕ: {preview_reason(plan)}.")
         for stage in sorted(plan.stages, key=lambda s: s.number):
             rows = results[results["stage"] == stage.number]
             counts = rows["status"].value_counts()

@@ -124,7 +124,7 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
 def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Tables, chart, workbook and Data Docs for the day; the mail goes to the outbox (kind `report`)."""
     from admission import report as rep
-    from admission.adapter.config import PREVIEW_REASON
+    from admission.adapter.config import preview_reason
     from admission.notify import Directory, digest_key
     from admission.outbox import enqueue, undelivered
     from admission.reader import read_data_folder
@@ -143,7 +143,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
     data = read_data_folder(config.data_dir())  # every dataset: the Data Docs validate them all
     folder = config.output_dir() / "reports" / plan.id / as_of.isoformat()
-    preview = PREVIEW_REASON.format(plan=plan.id) if plan.status == "example" else None
+    preview = preview_reason(plan)
     report = rep.build(plan, as_of, today, previous, prev, data.frames["organizations"],
                        load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of))
     if report.unjudged:
