@@ -107,7 +107,9 @@ class SmtpSink:
     """A real SMTP server on loopback (aiosmtpd) that records what reaches it and can misbehave."""
 
     def __init__(self):
+        import asyncio
         import socket
+        import threading
 
         from aiosmtpd.controller import Controller
 
@@ -115,6 +117,10 @@ class SmtpSink:
         self.refuse: set[str] = set()  # recipients answered with 550
         self.defer: set[str] = set()  # recipients answered with 451
         self.drop_on_rcpt: set[str] = set()  # close the connection when these are named (once each)
+        self.stall_on_rcpt: dict[str, float] = {}  # answer these only after so many seconds (once each)
+        # Take the message, then hold the reply until `release` is set (once each): the sender cannot know.
+        self.hold_after_data: set[str] = set()
+        self.release = threading.Event()
         self.connections = 0
         sink = self
 
@@ -129,6 +135,8 @@ class SmtpSink:
                     sink.drop_on_rcpt.discard(address)
                     server.transport.close()
                     return "421 closing"
+                if address in sink.stall_on_rcpt:
+                    await asyncio.sleep(sink.stall_on_rcpt.pop(address))
                 if address in sink.refuse:
                     return "550 5.1.1 mailbox unavailable"
                 if address in sink.defer:
@@ -139,6 +147,13 @@ class SmtpSink:
             async def handle_DATA(self, server, session, envelope):
                 sink.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
                                       or envelope.content))
+                held = sink.hold_after_data & set(envelope.rcpt_tos)
+                if held:
+                    sink.hold_after_data -= held
+                    for _ in range(600):  # at most 30 s
+                        if sink.release.is_set():
+                            break
+                        await asyncio.sleep(0.05)
                 return "250 Message accepted"
 
         with socket.socket() as s:
@@ -160,7 +175,11 @@ class SmtpSink:
 
         return [message_from_bytes(raw, policy=policy.default) for _, _, raw in self.received]
 
+    def recipients(self) -> list[str]:
+        return sorted(r for _, rcpts, _ in self.received for r in rcpts)
+
     def stop(self):
+        self.release.set()
         self.controller.stop()
 
 

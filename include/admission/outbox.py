@@ -3,7 +3,14 @@
 States: ``pending`` (rendered, not yet delivered), ``dry_run`` (rendered by a
 dry run: never delivered; a later real run of the same day renders it again and takes it over), ``written`` (delivered as an .eml file, no SMTP configured),
 ``sent`` (the SMTP server accepted it), ``refused`` (the server refused the
-recipient permanently, 5xx), ``failed`` (a transient failure; retried).
+recipient permanently, 5xx), ``failed`` (a transient failure; retried),
+``superseded`` (never delivered, and no longer owed: a later real run rendered
+the recipient's mail afresh, see ``enqueue``; the next report lists it).
+What stays owed: a day's digests and report until the next working day's run
+renders new ones (each digest covers everything that still concerns its reader,
+so yesterday's would only repeat it with stale figures); a request to РЦОКО
+(``UNDATED_KINDS``) until it is delivered or a different set of changes replaces
+it, whatever date recorded it.
 A digest key (plan, date, kind, recipient) is unique: re-running a day finds
 the key and sends nothing new. Each outcome is committed right after the
 SMTP reply, so a crash mid-batch loses nothing and a retry resends nothing
@@ -35,9 +42,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+UNDATED_KINDS = ("request",)  # owed until delivered whatever day recorded them; digests and reports are per day
+OWED = ("pending", "failed")
+
+
 def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, str, Message]],
-            dry_run: bool = False) -> dict[str, int]:
-    """Record rendered messages (digest_key, kind, message) in one transaction; an existing key is kept as it is."""
+            dry_run: bool = False, supersedes: tuple[str, ...] = ()) -> dict[str, int]:
+    """Record rendered messages (digest_key, kind, message) in one transaction; an existing key is kept as it is.
+
+    A real run also retires what it replaces: undelivered messages of the ``supersedes`` kinds recorded for
+    earlier days (for ``UNDATED_KINDS``: any other key, whatever its day) become ``superseded``.
+    """
     engine = engine_for(url)
     keys = [key for key, _, _ in messages]
     existing: dict[str, str] = {}
@@ -82,7 +97,30 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
                              .values(recipient=fields["recipient"], message_id=fields["message_id"],
                                      subject=fields["subject"], stages=fields["stages"], orgs=fields["orgs"],
                                      message=fields["message"], status="pending", updated_at=now))
-    return {"added": added + len(previews), "kept": len(messages) - added - len(previews)}
+    retired = 0 if dry_run else _supersede(engine, plan_id, as_of, supersedes, set(keys))
+    return {"added": added + len(previews), "kept": len(messages) - added - len(previews), "superseded": retired}
+
+
+def _supersede(engine, plan_id: str, as_of: dt.date, kinds: tuple[str, ...], keep: set[str]) -> int:
+    """Mark what today's mail replaces, keeping its last error for the report."""
+    if not kinds:
+        return 0
+    stale = _now() - STALE_CLAIM
+    dated = [k for k in kinds if k not in UNDATED_KINDS]
+    undated = [k for k in kinds if k in UNDATED_KINDS]
+    which = (outbox.c.kind.in_(dated) & (outbox.c.as_of < as_of)) | outbox.c.kind.in_(undated)
+    owed = outbox.c.status.in_(OWED) | ((outbox.c.status == "sending") & (outbox.c.updated_at < stale))
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.id, outbox.c.digest_key, outbox.c.status, outbox.c.last_error)
+                            .where(outbox.c.plan_id == plan_id, which, owed)).all()
+    retire = [r for r in rows if r.digest_key not in keep]
+    with engine.begin() as conn:
+        for r in retire:
+            before = r.last_error if r.status == "failed" and r.last_error else "не отправлено"
+            conn.execute(update(outbox).where(outbox.c.id == r.id, owed).values(
+                status="superseded", updated_at=_now(),
+                last_error=f"{before}; заменено письмом за {as_of.isoformat()}"[:1000]))
+    return len(retire)
 
 
 @dataclass
@@ -322,14 +360,15 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
     task thought dead, the report and the digests) never send the same one. ``owner`` names the
     sender across its retries (the adapter passes dag, task and run): a retry takes back at once
     what its killed predecessor had claimed; anyone else takes over a claim after ten minutes.
-    Each claim is renewed, and re-checked, just before its message goes out.
+    Each claim is renewed, and re-checked, just before its message goes out. Messages of
+    ``UNDATED_KINDS`` still owed from any other day go out too.
     """
     import uuid
 
     engine = engine_for(url)
     token = f"claim:{owner}" if owner else f"claim:{uuid.uuid4().hex}"
     query = select(outbox).where(
-        outbox.c.plan_id == plan_id, outbox.c.as_of == as_of,
+        outbox.c.plan_id == plan_id, (outbox.c.as_of == as_of) | outbox.c.kind.in_(UNDATED_KINDS),
         outbox.c.status.in_(transport.statuses_to_deliver)
         | ((outbox.c.status == "sending")
            & ((outbox.c.updated_at < _now() - STALE_CLAIM) | (outbox.c.last_error == token))))
@@ -380,6 +419,18 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
     return counts
 
 
+def delivered_request(url: str, plan_id: str, key_prefix: str) -> dict | None:
+    """The first delivered message whose key starts with ``key_prefix`` (a request's change set): as_of, sent_on,
+    path; None while nobody has received it."""
+    with engine_for(url).connect() as conn:
+        row = conn.execute(select(outbox.c.as_of, outbox.c.sent_at, outbox.c.path).where(
+            outbox.c.plan_id == plan_id, outbox.c.digest_key.startswith(key_prefix, autoescape=True),
+            outbox.c.status.in_(("sent", "written"))).order_by(outbox.c.sent_at).limit(1)).first()
+    if row is None:
+        return None
+    return {"as_of": row.as_of, "sent_on": row.sent_at.date() if row.sent_at else row.as_of, "path": row.path}
+
+
 def outbox_counts(url: str, plan_id: str, as_of: dt.date) -> dict[str, dict[str, int]]:
     """kind -> status -> count, for summaries."""
     with engine_for(url).connect() as conn:
@@ -392,11 +443,19 @@ def outbox_counts(url: str, plan_id: str, as_of: dt.date) -> dict[str, dict[str,
     return out
 
 
-def undelivered(url: str, plan_id: str, as_of: dt.date) -> list[dict]:
-    """The day's messages that did not reach anyone (refused, or failing), for the report."""
+def undelivered(url: str, plan_id: str, as_of: dt.date, since: dt.date | None = None) -> list[dict]:
+    """What did not reach anyone, for the day's report: the day's refused or failing messages, the requests
+    still owed from any day, and what earlier days (``since`` <= day < ``as_of``) left undelivered until this
+    day's mail replaced it. Each superseded message is listed by the one report that follows it."""
+    first = since or dt.date.min
     with engine_for(url).connect() as conn:
-        rows = conn.execute(select(outbox.c.kind, outbox.c.recipient, outbox.c.status, outbox.c.last_error).where(
-            outbox.c.plan_id == plan_id, outbox.c.as_of == as_of, outbox.c.status.in_(("refused", "failed")))
+        rows = conn.execute(select(outbox.c.as_of, outbox.c.kind, outbox.c.recipient, outbox.c.status,
+                                   outbox.c.last_error).where(
+            outbox.c.plan_id == plan_id,
+            (outbox.c.status.in_(("refused", "failed"))
+             & ((outbox.c.as_of == as_of) | outbox.c.kind.in_(UNDATED_KINDS)))
+            | ((outbox.c.status == "superseded") & outbox.c.as_of.between(first, as_of - dt.timedelta(days=1))
+               & outbox.c.kind.not_in(UNDATED_KINDS)))
             .order_by(outbox.c.id)).mappings().all()
-    return [{"kind": r["kind"], "recipient": r["recipient"], "status": r["status"],
+    return [{"as_of": r["as_of"], "kind": r["kind"], "recipient": r["recipient"], "status": r["status"],
              "error": (r["last_error"] or "")[:200]} for r in rows]

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .labels import MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from .mail import _env, envelope, ru_date
 from .notify import Person, digest_key
 from .plan import Plan
 from .xlsx import XLSX_MIME, new_workbook, write_sheet
-
-STATUS_RU = {"complete": "выполнено", "lagging": "отстает", "overdue": "просрочено"}
 
 
 @dataclass
@@ -35,7 +34,7 @@ class Report:
     previous: dt.date | None
     unjudged: list[int] = field(default_factory=list)  # stages with no results for the day (their check failed)
     preview: str | None = None  # why this report is not mailed (an example plan)
-    undelivered: list[dict] = field(default_factory=list)  # kind, recipient, status, error of mail not delivered
+    undelivered: list[dict] = field(default_factory=list)  # as_of, kind, recipient, status, error (outbox.undelivered)
 
 
 def unjudged_stages(plan: Plan, today: pd.DataFrame, orgs: pd.DataFrame) -> list[int]:
@@ -184,7 +183,7 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
         "problems": report.problems.head(100).to_dict("records"), "problems_total": len(report.problems),
         "previous": report.previous, "status_ru": STATUS_RU, "cid": cid[1:-1], "recipient": recipient,
         "docs_link": docs_link, "unjudged": report.unjudged, "preview": report.preview,
-        "undelivered": report.undelivered,
+        "undelivered": report.undelivered, "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU,
     }
     text = _env().get_template("report.txt.j2").render(context)
     html = _env().get_template("report.html.j2").render(context)

@@ -27,7 +27,6 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
-    insert,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -109,18 +108,6 @@ operator_snapshot = Table(
     Column("file", Text),
     Column("row", Integer),
 )
-
-request_log = Table(
-    "admission_request",
-    metadata,
-    Column("plan_id", String(64), primary_key=True),
-    Column("change_hash", String(32), primary_key=True),
-    Column("as_of", Date, nullable=False),
-    Column("changes", Integer, nullable=False),
-    Column("path", Text, nullable=False),
-    Column("created_at", DateTime, nullable=False),
-)
-
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
@@ -298,22 +285,3 @@ def load_operator_snapshot(url: str, plan_id: str, as_of: dt.date) -> pd.DataFra
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of)).mappings().all()
     return pd.DataFrame(rows, columns=[c.name for c in t.columns])
-
-
-def request_known(url: str, plan_id: str, change_hash: str) -> dict | None:
-    t = request_log
-    with engine_for(url).connect() as conn:
-        row = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.change_hash == change_hash)).mappings().first()
-    return dict(row) if row else None
-
-
-def record_request(url: str, plan_id: str, change_hash: str, as_of: dt.date, changes: int, path: str) -> None:
-    from sqlalchemy.exc import IntegrityError
-
-    try:
-        with engine_for(url).begin() as conn:
-            conn.execute(insert(request_log).values(plan_id=plan_id, change_hash=change_hash, as_of=as_of,
-                                                    changes=changes, path=path,
-                                                    created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)))
-    except IntegrityError:
-        pass  # recorded by an earlier try of the same task

@@ -37,12 +37,9 @@ def day_runs(day: dt.date) -> list[tuple[object, object]]:
             for dag_id in day_dag_ids(plan)]
 
 
-KIND_RU = {"reminder": "напоминания", "overdue": "уведомления о просрочке", "escalation": "эскалации",
-           "report": "отчеты", "request": "заявки"}
-
-
 def print_mail_summary(day: dt.date, plan, url: str) -> None:
     from admission.adapter.config import get_connection, output_dir
+    from admission.labels import MAIL_KINDS_RU
     from admission.outbox import outbox_counts
 
     counts = outbox_counts(url, plan.id, day)
@@ -52,7 +49,7 @@ def print_mail_summary(day: dt.date, plan, url: str) -> None:
     print("Письма за день:")
     for kind, by_status in sorted(counts.items()):
         detail = ", ".join(f"{status} {n}" for status, n in sorted(by_status.items()))
-        print(f"  {KIND_RU.get(kind, kind)} ({kind}): {sum(by_status.values())} — {detail}")
+        print(f"  {MAIL_KINDS_RU.get(kind, kind)} ({kind}): {sum(by_status.values())} — {detail}")
     if get_connection("admission_smtp") is None:
         print(f"  файлы .eml: {output_dir() / 'mail' / plan.id / day.isoformat()}")
     reports = output_dir() / "reports" / plan.id / day.isoformat()

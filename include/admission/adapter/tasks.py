@@ -56,7 +56,7 @@ def check_stage(plan: Plan, stage_no: int, as_of_iso: str) -> dict:
 def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     """Decide who gets what today, render every digest and record it in the outbox."""
     from admission.mail import render_all
-    from admission.notify import plan_digests
+    from admission.notify import KINDS, plan_digests
     from admission.outbox import enqueue
     from admission.reader import freeze_heap, read_data_folder
     from admission.store import load_results
@@ -76,7 +76,7 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     digests = plan_digests(plan, as_of, results, data)
     _, sender = config.smtp_or_defaults()
     messages = render_all(digests, plan, sender.from_email, sender.from_name)
-    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
+    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=KINDS)
     by_kind: dict[str, int] = {}
     for d in digests:
         by_kind[d.kind] = by_kind.get(d.kind, 0) + 1
@@ -145,7 +145,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     folder = config.output_dir() / "reports" / plan.id / as_of.isoformat()
     preview = preview_reason(plan)
     report = rep.build(plan, as_of, today, previous, prev, data.frames["organizations"],
-                       load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of))
+                       load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev))
     if report.unjudged:
         log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
     png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")
@@ -162,19 +162,24 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     for person in recipients:
         msg = rep.render_email(report, person, sender.from_email, sender.from_name, png, xlsx, link)
         messages.append((digest_key(plan.id, as_of, "report", person.email), "report", msg))
-    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
+    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("report",))
     log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
     return {"as_of": as_of_iso, "folder": str(folder), "recipients": len(recipients), **counts}
 
 
 def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
-    """Consolidate and check the operator lists, keep the day's snapshot, prepare the request to РЦОКО."""
+    """Consolidate and check the operator lists, keep the day's snapshot, prepare the request to РЦОКО.
+
+    A set of changes counts as requested once its mail was delivered (the outbox says so), not when it
+    was prepared: a request whose sending failed is sent by the next run of any date, and a different
+    set of changes replaces an unsent older one (``enqueue(..., supersedes=("request",))``).
+    """
     from admission import operators as opmod
     from admission.mail import render_request, request_key
     from admission.notify import Directory
-    from admission.outbox import enqueue
+    from admission.outbox import delivered_request, enqueue
     from admission.reader import read_data_folder
-    from admission.store import record_request, request_known, save_operator_snapshot
+    from admission.store import save_operator_snapshot
 
     as_of = dt.date.fromisoformat(as_of_iso)
     url = config.store_url()
@@ -192,9 +197,9 @@ def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
         log.info("operator lists: no changes to request (%s)", summary)
         return summary | {"request": None}
     digest = opmod.change_hash(changes)
-    known = request_known(url, plan.id, digest)
+    known = delivered_request(url, plan.id, request_key(plan.id, digest, ""))
     if known:
-        log.info("the same set of changes was requested on %s: no new request", known["as_of"])
+        log.info("the same set of changes was delivered to РЦОКО on %s: no new request", known["sent_on"])
         return summary | {"request": known["path"], "already_requested_on": str(known["as_of"])}
     xlsx = opmod.request_workbook(changes, data, as_of, folder / f"request_{as_of.isoformat()}.xlsx")
     _, sender = config.smtp_or_defaults()
@@ -205,8 +210,6 @@ def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
                         sender.from_name))
         for p in Directory(data).rcoko
     ]
-    enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
-    if not dry_run:
-        record_request(url, plan.id, digest, as_of, len(changes), str(xlsx))
-    log.info("request to РЦОКО: %d changes, %d recipients", len(changes), len(messages))
+    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("request",))
+    log.info("request to РЦОКО: %d changes, %d recipients (%s)", len(changes), len(messages), counts)
     return summary | {"request": str(xlsx), "changes": len(changes)}
