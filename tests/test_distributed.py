@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -96,7 +97,9 @@ class Cluster:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            # As docker-compose.yaml: the admin's password is the one given to deploy/check_secrets.py.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp / "auth" / "passwords.json"),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
@@ -115,6 +118,13 @@ class Cluster:
                 "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
                 "extra": {"ssl": "false", "starttls": "false", "from_email": "monitor@region.example"}}),
         }
+
+        self.admin_password = secrets.token_urlsafe(16)
+        written = subprocess.run([sys.executable, str(REPO / "deploy" / "check_secrets.py"), "write-passwords",
+                                  self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]],
+                                 env={"AIRFLOW_ADMIN_USER": "admin", "AIRFLOW_ADMIN_PASSWORD": self.admin_password},
+                                 capture_output=True, text=True)
+        assert written.returncode == 0, written.stderr
 
     def airflow(self, *args: str, timeout: int = 300) -> str:
         out = subprocess.run([str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True,
@@ -224,6 +234,17 @@ def _expected_reports(data) -> list[tuple[str, str]]:
     return sorted((p.email, "report") for p in Directory(data).roiv)
 
 
+def _login(cluster: Cluster, password: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{cluster.api_port}/auth/token", method="POST",
+                                     data=json.dumps({"username": "admin", "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def _report_runs(cluster: Cluster) -> list[str]:
     return [r[0] for r in cluster.query("SELECT state FROM dag_run WHERE dag_id = 'report_2020_2021' ORDER BY id")]
 
@@ -256,6 +277,9 @@ def test_celery_cluster_runs_a_campaign_day_and_survives_a_killed_worker(tmp_pat
                 return False
 
         _wait("the API server", api_healthy, 180, cluster)
+        # The admin logs in with the password from the deployment's .env, and only with it.
+        assert _login(cluster, cluster.admin_password) == 201
+        assert _login(cluster, cluster.admin_password + "x") == 401
         _wait("the DAG processor to serialize all DAGs", lambda: len(cluster.query(
             "SELECT dag_id FROM serialized_dag")) >= 20, 240, cluster)
 
