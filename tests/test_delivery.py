@@ -207,3 +207,18 @@ def test_a_request_recorded_while_smtp_is_down_is_sent_on_the_next_date_and_the_
     assert msg["X-Admission-Kind"] == "request" and msg["X-Admission-Date"] == "2019-12-17"
     assert run("2019-12-19")["run"].endswith("success")  # requested now: nothing again
     assert len(smtp_sink.received) == 1
+
+
+def test_a_dry_run_then_a_real_run_with_changed_data_delivers_only_the_real_content(url, plan, smtp_sink):
+    preview = _digest(D1, "a@x.example")
+    preview.items[0].missing = ["старое содержание: нет главного оператора"]
+    enqueue(url, "2020-2021", D1, [(preview.key, preview.kind, render(preview, plan, "m@r.example"))],
+            dry_run=True)
+    assert deliver(url, "2020-2021", D1, _transport(smtp_sink.port))["to_deliver"] == 0  # a preview is not mail
+    real = _digest(D1, "a@x.example")
+    real.items[0].missing = ["новое содержание: не указан e-mail оператора"]
+    enqueue(url, "2020-2021", D1, [(real.key, real.kind, render(real, plan, "m@r.example"))])
+    assert deliver(url, "2020-2021", D1, _transport(smtp_sink.port))["delivered"] == 1
+    [msg] = smtp_sink.messages()
+    text = msg.get_body(("plain",)).get_content()
+    assert "новое содержание" in text and "старое содержание" not in text
