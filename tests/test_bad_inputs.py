@@ -134,16 +134,17 @@ def test_nothing_outside_the_folder_and_no_other_organizations_rows_are_read(cor
 
 def test_a_native_crash_of_the_xlsx_engine_costs_one_file(tmp_path):
     """The far-cell workbook, with the extent check switched off, aborts calamine: only its child dies."""
-    from admission.ingest import CRASHED, Limits, parse_xlsx_isolated
+    from admission.ingest import CRASHED, Job, Limits, parse_isolated
 
     good = tmp_path / "good.xlsx"
     shutil.copyfile(CORPUS / "operators" / "BAD02.xlsx", good)  # a readable workbook
     bomb = tmp_path / "far.xlsx"
     shutil.copyfile(CORPUS / "operators" / "BAD01.xlsx", bomb)
     trusting = Limits(max_rows=2_000_000, max_columns=20_000, max_cells=10**12, memory_bytes=512 * 1024 * 1024)
-    out = parse_xlsx_isolated([str(good), str(bomb)], trusting)
-    assert out[str(bomb)].problems[0].message == CRASHED and not out[str(bomb)].rows
-    assert out[str(good)].rows[0][:2] == ["ФИО", "Должность"]
+    got_good, got_bomb = parse_isolated([Job(good.read_bytes(), ".xlsx"), Job(bomb.read_bytes(), ".xlsx")],
+                                        trusting)
+    assert got_bomb.problems[0].message == CRASHED and not got_bomb.rows
+    assert got_good.rows[0][:2] == ["ФИО", "Должность"]
 
 
 def test_reading_the_corpus_stays_within_a_memory_limit(corpus_dir):

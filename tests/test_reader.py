@@ -151,3 +151,31 @@ def test_demo_region_reads_with_only_the_seeded_file_defects(demo_data):
     kinds = demo_data["organizations"]["kind"].value_counts().to_dict()
     assert kinds["ОО"] >= 30 and kinds["ДОУ"] >= 20 and kinds["МООУСО"] == 3
     assert kinds["РЦОКО"] == 1 and kinds["РОИВ"] == 1
+
+
+def test_the_parse_cache_parses_each_content_once_and_a_changed_byte_is_read_again(tmp_path):
+    """The day's many reads of one folder parse each file once; the result is the same as without the cache."""
+    from admission.parse_cache import ParseCache
+    from admission.reader import read_data_folder
+
+    data = tmp_path / "data"
+    registry(data)
+    header = ["ФИО", "Должность", "Роль", "E-mail"]
+    for i in range(1, 4):
+        write_csv(data / "operators" / f"S{i}.csv", header,
+                  [[f"Иванова Анна {i}", "директор", "главный оператор", f"a{i}@t.example"]], encoding="cp1251")
+    plain = read_data_folder(data)
+    cache = ParseCache(tmp_path / "cache")
+    first = read_data_folder(data, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 4)  # the registry and three operator files
+    second = read_data_folder(data, cache=cache)
+    assert (cache.hits, cache.misses) == (4, 4)
+    for got in (first, second):
+        assert got.frames["operators"].drop(columns=["_file"]).equals(plain.frames["operators"].drop(columns=["_file"]))
+        assert got.findings == plain.findings
+    write_csv(data / "operators" / "S2.csv", header,
+              [["Петров Петр Петрович", "директор", "главный оператор", "p@t.example"]], encoding="cp1251")
+    third = read_data_folder(data, cache=cache)
+    assert (cache.hits, cache.misses) == (7, 5)  # only the changed file was parsed again
+    assert "p@t.example" in set(third.frames["operators"]["email"])
+    assert cache.prune(keep_days=0) == 5 and read_data_folder(data, cache=cache).findings == plain.findings

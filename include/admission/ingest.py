@@ -9,10 +9,10 @@ What this module guarantees (contract, section 1):
   hold a value), read from the sheet XML while streaming it, before the XLSX engine allocates
   its grid (python-calamine allocates rows × columns cells and aborts the process, not raises,
   when that is too much); for CSV rows, fields per row and lines per record.
-* XLSX is parsed in forked child processes with a memory limit (``RLIMIT_AS``): a native crash or
-  an out-of-memory of the engine on one file kills that child only, and the file becomes a finding.
-  CSV is parsed here with the standard ``csv`` module: pure Python, its memory bounded by the
-  size limit, nothing native to crash.
+* Files are parsed in forked child processes, on every core, with a memory limit (``RLIMIT_AS``):
+  a native crash or an out-of-memory of the XLSX engine on one file kills that child only, and the
+  file becomes a finding. CSV is parsed with the standard ``csv`` module (pure Python, its memory
+  bounded by the size limit).
 
 Everything a file does wrong comes back as :class:`Problem` (row, column position, Russian
 message); the reader turns them into findings with the dataset, file and column names.
@@ -477,11 +477,10 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def parse_xlsx(path: str, limits: Limits) -> RawTable:
+def parse_xlsx(data: bytes, limits: Limits) -> RawTable:
     """The first sheet of a workbook, after its real extent has been checked. Runs in a child process."""
     table = RawTable()
     try:
-        data = read_regular(Path(path), limits)
         refusal = _signature_refusal(data)
         if refusal:
             raise Refused(refusal)
@@ -553,14 +552,29 @@ CRASHED = ("чтение файла аварийно прервано (не хв
            "не справилась); файл не прочитан")
 
 
-def _parse_quietly(path: str, limits: Limits) -> RawTable:
+@dataclass
+class Job:
+    """One file to parse: its bytes (already read under the limits) and how to read them."""
+
+    data: bytes
+    suffix: str  # ".csv" or ".xlsx"
+    known: set[str] = field(default_factory=set)  # the dataset's headers: they steer the CSV delimiter
+    normalize: object = None  # header normalizer for the CSV delimiter vote
+
+
+def parse_bytes(job: Job, limits: Limits) -> RawTable:
+    """A file's content as a table; never raises: whatever is wrong is a problem of the table."""
     try:
-        return parse_xlsx(path, limits)
+        if job.suffix == ".xlsx":
+            return parse_xlsx(job.data, limits)
+        return parse_csv(job.data, limits, job.known, job.normalize or (lambda h: h))
+    except Refused as exc:
+        return RawTable(problems=[Problem(str(exc))])
     except Exception as exc:  # a bug must still cost one file only
         return RawTable(problems=[Problem(f"файл не прочитан ({type(exc).__name__})")])
 
 
-def _spawn(batch: list[str], limits: Limits) -> tuple[int, int]:
+def _spawn(batch: list[Job], limits: Limits) -> tuple[int, int]:
     """Fork a child that parses ``batch`` in order, writing each result to a pipe as soon as it has it."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -570,8 +584,8 @@ def _spawn(batch: list[str], limits: Limits) -> tuple[int, int]:
             os.close(read_end)
             _limit_memory(limits.memory_bytes)
             with os.fdopen(write_end, "wb") as out:
-                for path in batch:
-                    data = pickle.dumps(_parse_quietly(path, limits), protocol=pickle.HIGHEST_PROTOCOL)
+                for job in batch:
+                    data = pickle.dumps(parse_bytes(job, limits), protocol=pickle.HIGHEST_PROTOCOL)
                     out.write(len(data).to_bytes(8, "little") + data)
                     out.flush()
         except BaseException:
@@ -592,21 +606,22 @@ def _results(buffer: bytes) -> list[RawTable]:
     return out
 
 
-def parse_xlsx_isolated(paths: list[str], limits: Limits, workers: int | None = None) -> dict[str, RawTable]:
-    """Parse workbooks in forked children with a memory limit; a child that dies costs only its file.
+def parse_isolated(jobs: list[Job], limits: Limits, workers: int | None = None) -> list[RawTable]:
+    """Parse files in forked children, on every core, with a memory limit; a child that dies costs only its file.
 
     Plain ``os.fork`` and pipes rather than ``multiprocessing``: under Celery the task runs in a
-    daemonic process, which multiprocessing forbids to have children. Each child takes a share of
-    the files and reports each result as it goes; when one dies, the file it was on is the culprit
-    (a finding) and the files after it go to a new child.
+    daemonic process, which multiprocessing forbids to have children. The children inherit the
+    jobs' bytes (nothing is copied or re-read). Each child takes a share of the files and reports
+    each result as it goes; when one dies, the file it was on is the culprit (a finding) and the
+    files after it go to a new child. Results come back in the order of ``jobs``.
     """
-    if not paths:
-        return {}
+    if not jobs:
+        return []
     import selectors
 
     workers = max(1, workers or os.cpu_count() or 1)
-    out: dict[str, RawTable] = {}
-    queue = list(paths)
+    out: dict[int, RawTable] = {}
+    queue = list(range(len(jobs)))
     while queue:
         k = min(workers, len(queue))
         batches = [queue[i::k] for i in range(k)]
@@ -614,7 +629,7 @@ def parse_xlsx_isolated(paths: list[str], limits: Limits, workers: int | None = 
         sel = selectors.DefaultSelector()
         running = {}
         for batch in batches:
-            pid, fd = _spawn(batch, limits)
+            pid, fd = _spawn([jobs[i] for i in batch], limits)
             running[fd] = (pid, batch, bytearray())
             sel.register(fd, selectors.EVENT_READ)
         while running:
@@ -634,4 +649,4 @@ def parse_xlsx_isolated(paths: list[str], limits: Limits, workers: int | None = 
                     out[batch[len(got)]] = RawTable(problems=[Problem(CRASHED)])
                     queue.extend(batch[len(got) + 1:])
         sel.close()
-    return out
+    return [out[i] for i in range(len(jobs))]

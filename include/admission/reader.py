@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .ingest import Limits, RawTable, Refused, dataset_entries, parse_csv, parse_xlsx_isolated, read_regular
+from .ingest import Job, Limits, RawTable, Refused, dataset_entries, parse_isolated, read_regular
+from .parse_cache import ParseCache
 from .schema import CODE_COLUMNS, CODE_MAX, DATASETS, KIND_ALIASES, ORG_KINDS, Dataset, normalize_header
 
 META = ["_file", "_row"]
@@ -272,35 +273,54 @@ def _org(frame: pd.DataFrame, idx: object) -> str | None:
     return None if pd.isna(value) else str(value)
 
 
-def _read_tables(root: Path, names: list[str], findings: list[Finding],
-                 limits: Limits) -> dict[str, list[tuple[str, str | None, RawTable]]]:
+PARSE_BATCH_BYTES = 256 << 20  # bytes of unparsed files held at once before the children parse them
+
+
+def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: Limits,
+                 cache: ParseCache) -> dict[str, list[tuple[str, str | None, RawTable]]]:
     """Every file of the named datasets as raw tables (rel path, org stem, table), in file order.
 
-    Workbooks of all datasets go to the isolated XLSX parser together, so its processes start once.
+    Each file is read once under the limits and looked up in ``cache`` by its content; what is new
+    is parsed in forked children on every core (``parse_isolated``), a batch at a time so memory
+    stays bounded.
     """
-    entries = {name: dataset_entries(root, name) for name in names}
-    xlsx = [str(e.path) for es in entries.values() for e in es
-            if e.refusal is None and e.path.suffix.casefold() == ".xlsx"]
-    parsed = parse_xlsx_isolated(xlsx, limits)
-    out: dict[str, list[tuple[str, str | None, RawTable]]] = {}
-    for name, es in entries.items():
+    out: dict[str, list[tuple[str, str | None, RawTable]]] = {name: [] for name in names}
+    slots: list[list] = []  # [dataset, rel, stem, table or None]
+    pending: list[tuple[int, str, Job]] = []
+    held = 0
+
+    def flush() -> None:
+        nonlocal held
+        for (slot, key, _), table in zip(pending, parse_isolated([j for _, _, j in pending], limits), strict=True):
+            slots[slot][3] = table
+            cache.put(key, table)
+        pending.clear()
+        held = 0
+
+    for name in names:
         ds = DATASETS[name]
         known = set(ds.header_map())
-        tables = out[name] = []
-        for e in es:
+        for e in dataset_entries(root, name):
             rel = display_path(e.path.relative_to(root).as_posix())
             if e.refusal:
                 findings.append(Finding(name, rel, e.refusal))
                 continue
-            if str(e.path) in parsed:
-                table = parsed[str(e.path)]
-            else:
-                try:
-                    table = parse_csv(read_regular(e.path, limits), limits, known, normalize_header)
-                except Refused as exc:
-                    findings.append(Finding(name, rel, str(exc)))
-                    continue
-            tables.append((rel, e.path.stem if e.per_org else None, table))
+            try:
+                data = read_regular(e.path, limits)
+            except Refused as exc:
+                findings.append(Finding(name, rel, str(exc)))
+                continue
+            key = cache.key(data, name, limits)
+            slots.append([name, rel, e.path.stem if e.per_org else None, cache.get(key)])
+            if slots[-1][3] is None:
+                suffix = e.path.suffix.casefold()
+                pending.append((len(slots) - 1, key, Job(data, suffix, known, normalize_header)))
+                held += len(data)
+                if held > PARSE_BATCH_BYTES:
+                    flush()
+    flush()
+    for name, rel, stem, table in slots:
+        out[name].append((rel, stem, table))
     return out
 
 
@@ -309,7 +329,7 @@ def read_dataset(root: Path, name: str, findings: list[Finding], limits: Limits 
     ds = DATASETS[name]
     limits = limits or Limits.from_env()
     if tables is None:
-        tables = _read_tables(root, [name], findings, limits)[name]
+        tables = _read_tables(root, [name], findings, limits, ParseCache(None))[name]
     parts: list[pd.DataFrame] = []
     present = False
     for rel, stem, table in tables:
@@ -377,8 +397,13 @@ def _clean_organizations(frame: pd.DataFrame, findings: list[Finding]) -> pd.Dat
     return usable[~repeated].reset_index(drop=True)
 
 
-def read_data_folder(root: str | Path, datasets: list[str] | None = None, limits: Limits | None = None) -> DataFolder:
-    """Read the named datasets (all by default); never raises for bad data, only for a missing folder."""
+def read_data_folder(root: str | Path, datasets: list[str] | None = None, limits: Limits | None = None,
+                     cache: ParseCache | None = None) -> DataFolder:
+    """Read the named datasets (all by default); never raises for bad data, only for a missing folder.
+
+    ``cache`` (the tasks pass one under the output folder) spares parsing files whose content was
+    parsed before; the result is the same with or without it.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist (set the Airflow Variable admission_data_dir)")
@@ -387,7 +412,7 @@ def read_data_folder(root: str | Path, datasets: list[str] | None = None, limits
     names = datasets or list(DATASETS)
     if "organizations" not in names:
         names = ["organizations", *names]
-    tables = _read_tables(root, names, findings, limits)
+    tables = _read_tables(root, names, findings, limits, cache or ParseCache(None))
     frames = {name: read_dataset(root, name, findings, limits, tables[name]) for name in names}
     frames["organizations"] = _clean_organizations(frames["organizations"], findings)
     if frames["organizations"].empty:

@@ -47,6 +47,15 @@ def output_dir() -> Path:
     return path
 
 
+def parse_cache():
+    """The shared cache of parsed files under the output folder (see admission.parse_cache); old entries pruned."""
+    from admission.parse_cache import ParseCache
+
+    cache = ParseCache(output_dir() / "cache" / "parsed")
+    cache.prune()
+    return cache
+
+
 def get_connection(conn_id: str):
     """The connection, or None when it is not defined (an optional connection)."""
     try:

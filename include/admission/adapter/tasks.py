@@ -37,7 +37,7 @@ def check_stage(plan: Plan, stage_no: int, as_of_iso: str) -> dict:
 
     stage = plan.stage(stage_no)
     as_of = dt.date.fromisoformat(as_of_iso)
-    data = read_data_folder(config.data_dir(), CHECK_DATASETS[stage.check])
+    data = read_data_folder(config.data_dir(), CHECK_DATASETS[stage.check], cache=config.parse_cache())
     freeze_heap()
     outcome = evaluate_stage(plan, stage, data, as_of)
     save_stage(config.store_url(), plan.id, stage.number, as_of, outcome.results, outcome.findings)
@@ -71,7 +71,7 @@ def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     if results.empty:
         log.warning("no stage results stored for plan %s on %s: run the stage DAGs first", plan.id, as_of)
         return {"as_of": as_of_iso, "digests": 0}
-    data = read_data_folder(config.data_dir(), ["operators"])
+    data = read_data_folder(config.data_dir(), ["operators"], cache=config.parse_cache())
     freeze_heap()
     digests = plan_digests(plan, as_of, results, data)
     _, sender = config.smtp_or_defaults()
@@ -141,7 +141,7 @@ def build_report(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
         raise RuntimeError(f"no stage results stored for plan {plan.id} on {as_of}: run the stage DAGs first")
     prev = previous_date(url, plan.id, as_of)
     previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
-    data = read_data_folder(config.data_dir())  # every dataset: the Data Docs validate them all
+    data = read_data_folder(config.data_dir(), cache=config.parse_cache())  # every dataset: the Data Docs validate them all
     folder = config.output_dir() / "reports" / plan.id / as_of.isoformat()
     preview = preview_reason(plan)
     report = rep.build(plan, as_of, today, previous, prev, data.frames["organizations"],
@@ -183,7 +183,7 @@ def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
 
     as_of = dt.date.fromisoformat(as_of_iso)
     url = config.store_url()
-    data = read_data_folder(config.data_dir(), ["operators", "accounts"])
+    data = read_data_folder(config.data_dir(), ["operators", "accounts"], cache=config.parse_cache())
     ops = opmod.consolidated(data)
     findings = [f for f in data.findings if f.dataset in ("operators", "accounts")] + opmod.validate(data)
     save_operator_snapshot(url, plan.id, as_of, ops)
