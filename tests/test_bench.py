@@ -52,9 +52,31 @@ def test_region_scale_generator_is_deterministic_and_readable(tmp_path, plan):
     assert counts["ОО"] == 1500
     data = read_data_folder(tmp_path / "a")
     assert len(data["organizations"]) == sum(counts[k] for k in ("РОИВ", "РЦОКО", "МООУСО", "ОО", "ДОУ"))
-    assert {f.file for f in data.findings} == {"informing.csv"}  # the seeded impossible dates
-    per_school = data["operators"][data["operators"]["_file"] != "operators/operators.csv"]
-    assert len(per_school) > 0 and per_school["org_id"].str.startswith("S").all()
+    assert {f.file for f in data.findings} <= {"informing.csv"} | {
+        f"informing/{o}.csv" for o in data["organizations"]["org_id"]}  # the seeded impossible dates
+    # Operator lists arrive as schools send them: one file per school, no org_id, XLSX and cp1251 CSV.
+    files = sorted((tmp_path / "a" / "operators").iterdir())
+    assert not (tmp_path / "a" / "operators.csv").exists()
+    assert {p.suffix for p in files} == {".csv", ".xlsx"} and len(files) > 1300
+    assert all(f.startswith("operators/S") for f in data["operators"]["_file"])
+    assert b"\xd4\xc8\xce" in next(p for p in files if p.suffix == ".csv").read_bytes()  # «ФИО» in Windows-1251
+    informing_files = list((tmp_path / "a" / "informing").iterdir())
+    assert 0.2 * 3245 < len(informing_files) < 0.4 * 3245
     for number in (5, 7):
         s = summarize(evaluate_stage(plan, plan.stage(number), data, dt.date(2020, 1, 15)).results)
         assert s["complete"] > 0 and s["lagging"] + s["overdue"] > 0
+
+
+def test_the_next_days_folder_changes_exactly_the_chosen_files(tmp_path):
+    from admission.demo_scale import change, generate
+    from admission.reader import read_data_folder
+
+    generate(tmp_path / "a", "region")
+    before = {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    ops_before = len(read_data_folder(tmp_path / "a", ["operators"])["operators"])
+    changed = change(tmp_path / "a", 0.05, seed=7)
+    after = {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    differ = {p.relative_to(tmp_path / "a").as_posix() for p in before if before[p] != after.get(p)}
+    assert differ == set(changed) and 0.04 * len(before) < len(changed) < 0.06 * len(before)
+    ops = read_data_folder(tmp_path / "a", ["operators"])["operators"]
+    assert len(ops) == ops_before + sum(c.startswith("operators/") for c in changed)

@@ -34,8 +34,13 @@ def _demo_data(args: argparse.Namespace) -> int:
 
         kinds = generate(args.outdir, seed=args.seed)
     else:
+        from .demo_scale import change
         from .demo_scale import generate as generate_scaled
 
+        if args.changed_fraction:
+            changed = change(args.outdir, args.changed_fraction, args.seed)
+            print(f"{args.outdir}: the next day's folder, {len(changed)} per-organization files changed")
+            return 0
         kinds = generate_scaled(args.outdir, args.scale, seed=args.seed)
     print(f"demo region written to {args.outdir}: " + ", ".join(f"{k} {n}" for k, n in kinds.items()))
     return 0
@@ -72,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=2019)
     demo.add_argument("--scale", choices=["demo", "region", "national"], default="demo",
                       help="demo: 3 МООУСО, mixed formats (default); region: ≈1,500 schools; national: ≈85,000 orgs")
+    demo.add_argument("--changed-fraction", type=float, default=0.0, metavar="F",
+                      help="turn an existing region/national folder into the next day's: a fraction F of the "
+                           "per-organization files changed (which ones: --seed)")
     demo.set_defaults(func=_demo_data)
 
     bench = sub.add_parser("bench", help="time and memory of a campaign day, phase by phase (no SMTP)")

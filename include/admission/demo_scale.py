@@ -1,11 +1,14 @@
 """Large invented data folders for the benchmark: `--scale region` and `--scale national`.
 
 Same contract and the same kinds of defects as the small demo, generated
-vectorized (numpy) so that the national folder (≈85,000 organizations) takes
-seconds. Datasets are single files in mixed encodings and formats (CSV in
-UTF-8, UTF-8 with BOM and Windows-1251, `;` and `,`, Russian and English
-headers); operators of one region also arrive as per-school files without
-`org_id`, as in real life. Deterministic for a seed.
+vectorized (numpy). Registry-like datasets are single files in mixed encodings
+and formats (CSV in UTF-8, UTF-8 with BOM and Windows-1251, `;` and `,`,
+Russian and English headers). What schools send themselves arrives as real
+submissions do: every school's operator list is its own file without
+`org_id` (half XLSX, half Windows-1251 CSV, Russian headers), and a share of
+organizations send their informing rows as their own files too.
+Deterministic for a seed. ``change`` turns a folder into the next day's: a
+fraction of the per-organization files changed, the rest left byte for byte.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import pandas as pd
 from .demo import DOMAIN, NAMES_F, NAMES_M, PATRONYMICS_F, PATRONYMICS_M, SURNAMES
 from .rules import INN_WEIGHTS
 from .schema import DATASETS
+from .xlsx import new_workbook, write_sheet
+
+PER_ORG_INFORMING = 0.3  # the share of organizations that send their informing rows as their own file
 
 SCALES = {
     #            regions, МООУСО, ОО,     ДОУ
@@ -61,6 +67,22 @@ def _write(frame: pd.DataFrame, path: Path, dataset: str, *, russian: bool, enco
         frame = frame.rename(columns={c.key: c.ru for c in ds.columns})
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, sep=sep, index=False, encoding=encoding, lineterminator="\r\n")
+
+
+def write_submission(frame: pd.DataFrame, folder: Path, org_id: str, dataset: str, xlsx: bool) -> Path:
+    """One organization's own file, as a school saves it: Russian headers, XLSX or Windows-1251 CSV."""
+    ds = DATASETS[dataset]
+    ru = {c.key: c.ru for c in ds.columns}
+    if not xlsx:
+        path = folder / f"{org_id}.csv"
+        _write(frame, path, dataset, russian=True, encoding="cp1251")
+        return path
+    path = folder / f"{org_id}.xlsx"
+    wb = new_workbook(path)
+    write_sheet(wb, "Лист1", [ru[c] for c in frame.columns], frame.astype(object).to_numpy().tolist(),
+                [30] * len(frame.columns))
+    wb.close()
+    return path
 
 
 def generate(outdir: str | Path, scale: str = "region", seed: int = 2019) -> dict[str, int]:
@@ -133,7 +155,11 @@ def generate(outdir: str | Path, scale: str = "region", seed: int = 2019) -> dic
     for c in ("protocol_no", "attendees", "url"):
         if c not in informing:
             informing[c] = ""
-    _write(informing[DATASETS["informing"].keys], out / "informing.csv", "informing", russian=True, encoding="cp1251")
+    informing = informing[DATASETS["informing"].keys]
+    own = informing["org_id"].isin(inf_orgs[rng.random(k) < PER_ORG_INFORMING])
+    _write(informing[~own], out / "informing.csv", "informing", russian=True, encoding="cp1251")
+    for org_id, part in informing[own].groupby("org_id", sort=True):
+        _write(part, out / "informing" / f"{org_id}.csv", "informing", russian=True, encoding="utf-8-sig")
 
     # Stage 4: module staff, 2 per МООУСО; 3% replaced without an order.
     ms_org = np.repeat(mo, 2)
@@ -164,13 +190,10 @@ def generate(outdir: str | Path, scale: str = "region", seed: int = 2019) -> dic
                         "phone": "", "order_no": "1-од", "order_date": "11.12.2019"})
     missing_list = np.isin(op_org, oo[rng.random(n_oo) < 0.04])
     ops = ops[~missing_list]
-    region_one = ops["org_id"].isin(oo[oo_parent == mo[0]])
-    for org_id, part in ops[region_one].groupby("org_id"):  # one МООУСО's schools send files without org_id
-        _write(part.drop(columns="org_id"), out / "operators" / f"{org_id}.csv", "operators", russian=True,
-               encoding="cp1251")
-    # The other schools' lists arrive consolidated: one file beside the folder (a file inside a per-school
-    # folder speaks for that school only).
-    _write(ops[~region_one], out / "operators.csv", "operators", russian=False, sep=",")
+    # Every school sends its own list, without org_id (the file name is the code): half as workbooks.
+    as_xlsx = set(oo[rng.random(n_oo) < 0.5])
+    for org_id, part in ops.groupby("org_id", sort=True):
+        write_submission(part.drop(columns="org_id"), out / "operators", org_id, "operators", org_id in as_xlsx)
     status = np.where(rng.random(len(ops)) < 0.06, "запрошена", "выдана")
     acc = pd.DataFrame({"org_id": ops["org_id"].to_numpy(), "full_name": ops["full_name"].to_numpy(),
                         "login": np.char.add("u", np.arange(len(ops)).astype(str)), "status": status,
@@ -205,3 +228,43 @@ def generate(outdir: str | Path, scale: str = "region", seed: int = 2019) -> dic
     _write(appr, out / "approvals.csv", "approvals", russian=True)
     return {"РОИВ": n_reg, "РЦОКО": n_reg, "МООУСО": n_mo, "ОО": n_oo, "ДОУ": n_dou, "operators": len(ops),
             "first_grade_classes": len(classes), "informing": len(informing)}
+
+
+def change(folder: str | Path, fraction: float, seed: int) -> list[str]:
+    """The next day's folder: ``fraction`` of the per-organization files changed in place (an operator
+    added to a list, an event added to informing), chosen by ``seed``; every other file keeps its bytes.
+    Returns the changed files, relative to the folder."""
+    root = Path(folder)
+    files = sorted(p for d in ("operators", "informing") if (root / d).is_dir() for p in (root / d).iterdir()
+                   if p.suffix in (".csv", ".xlsx"))
+    rng = np.random.default_rng(seed)
+    picked = [files[i] for i in sorted(rng.choice(len(files), size=round(len(files) * fraction), replace=False))]
+    for path in picked:
+        dataset = path.parent.name
+        part = _read_one(path, dataset)
+        if dataset == "operators":
+            n = int(rng.integers(10**6, 10**7))
+            added = {"full_name": _names(rng, 1)[0], "position": "учитель", "role": "оператор",
+                     "email": f"new{n}@{DOMAIN}", "phone": "", "order_no": "2-од", "order_date": "16.12.2019"}
+        else:
+            added = {"org_id": path.stem, "stage": "1", "channel": "рассылка", "event_date": "16.12.2019",
+                     "protocol_no": "", "attendees": "", "url": "", "topics": "ЕСИА"}
+        part = pd.concat([part, pd.DataFrame([{c: added.get(c, "") for c in part.columns}])], ignore_index=True)
+        path.unlink()
+        if dataset == "operators":
+            write_submission(part, path.parent, path.stem, dataset, path.suffix == ".xlsx")
+        else:
+            _write(part, path, dataset, russian=True, encoding="utf-8-sig")
+    return [p.relative_to(root).as_posix() for p in picked]
+
+
+def _read_one(path: Path, dataset: str) -> pd.DataFrame:
+    """One generated file back as text columns by key (what ``change`` rewrites)."""
+    from .ingest import Job, Limits, parse_bytes
+    from .schema import normalize_header
+
+    ds = DATASETS[dataset]
+    table = parse_bytes(Job(path.read_bytes(), path.suffix, set(ds.header_map()), normalize_header), Limits())
+    keys = {normalize_header(c.ru): c.key for c in ds.columns}
+    header = [keys[normalize_header(h)] for h in table.rows[0]]
+    return pd.DataFrame(table.rows[1:], columns=header)

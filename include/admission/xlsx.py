@@ -47,6 +47,14 @@ _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
 
+def _member(name: str) -> zipfile.ZipInfo:
+    """A part with a fixed timestamp: the same content makes the same bytes (reproducible files, and the
+    reader's parse cache sees an unchanged workbook as unchanged)."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
 def column_letter(i: int) -> str:
     """0 -> A, 25 -> Z, 26 -> AA."""
     out = ""
@@ -110,7 +118,7 @@ class _BackgroundWriter:
 
     def _run(self, archive: zipfile.ZipFile, name: str) -> None:
         try:
-            with archive.open(name, "w") as member:
+            with archive.open(_member(name), "w") as member:
                 while (data := self._queue.get()) is not None:
                     member.write(data)
         except BaseException as exc:  # handed to the writing thread
@@ -200,7 +208,7 @@ class Workbook:
             self.add_sheet("Лист1", [], [])
         n = len(self._sheets)
         z = self._zip
-        z.writestr("[Content_Types].xml", (
+        z.writestr(_member("[Content_Types].xml"), (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
             '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
@@ -213,12 +221,12 @@ class Workbook:
             + '<Override PartName="/xl/styles.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
             "</Types>"))
-        z.writestr("_rels/.rels", (
+        z.writestr(_member("_rels/.rels"), (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
             f'<Relationship Id="rId1" Type="{_REL}/officeDocument" Target="xl/workbook.xml"/>'
             "</Relationships>"))
-        z.writestr("xl/_rels/workbook.xml.rels", (
+        z.writestr(_member("xl/_rels/workbook.xml.rels"), (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
             + "".join(f'<Relationship Id="rId{i}" Type="{_REL}/worksheet" Target="worksheets/sheet{i}.xml"/>'
@@ -229,14 +237,14 @@ class Workbook:
             f'<definedName name="_xlnm._FilterDatabase" localSheetId="{i}" hidden="1">'
             f"{escape(_quoted(title))}!$A$1:${column_letter(cols - 1)}${rows}</definedName>"
             for i, (title, rows, cols) in enumerate(self._sheets))
-        z.writestr("xl/workbook.xml", (
+        z.writestr(_member("xl/workbook.xml"), (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             f'<workbook xmlns="{_MAIN}" xmlns:r="{_REL}">'
             '<bookViews><workbookView activeTab="0"/></bookViews><sheets>'
             + "".join(f"<sheet name={quoteattr(title)} sheetId=\"{i}\" r:id=\"rId{i}\"/>"
                       for i, (title, _, _) in enumerate(self._sheets, 1))
             + "</sheets>" + (f"<definedNames>{names}</definedNames>" if names else "") + "</workbook>"))
-        z.writestr("xl/styles.xml", _STYLES)
+        z.writestr(_member("xl/styles.xml"), _STYLES)
         z.close()
 
 
