@@ -17,7 +17,7 @@ DEMO_DATE ?= 2020-01-15
 export AIRFLOW_VAR_ADMISSION_DATA_DIR ?= $(DEMO_DIR)
 export AIRFLOW_VAR_ADMISSION_OUTPUT_DIR ?= $(CURDIR)/output
 
-.PHONY: install test test-distributed lint day demo demo-data airflow migrate clean
+.PHONY: install test test-fast test-distributed lint day demo demo-data airflow migrate clean
 
 install: $(BIN)/.installed
 
@@ -37,6 +37,12 @@ lint: install
 test: install
 	$(BIN)/ruff check dags plugins include tests
 	$(BIN)/python -m pytest -q
+
+# The inner loop: the package and the DAG policy, without Airflow runs (dag.test), the Celery cluster or
+# the whole-day and generator tests (marked slow); about a minute. `make test` runs everything.
+test-fast: install
+	$(BIN)/ruff check dags plugins include tests
+	$(BIN)/python -m pytest -q -m "not airflow and not services and not slow"
 
 # The production path without Docker: API server, scheduler, DAG processor and two Celery workers
 # on the local PostgreSQL and Redis (fresh databases), an SMTP server on loopback. Part of `make test` too.

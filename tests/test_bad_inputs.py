@@ -98,6 +98,7 @@ def corpus_problems(corpus_dir):
     return data, day_problems(data, validate_rows(data.frames))[0]
 
 
+@pytest.mark.slow
 def test_every_bad_input_is_a_finding_that_names_its_file(corpus_dir, corpus_problems):
     _, expected = corpus_dir
     _, findings = corpus_problems
@@ -109,6 +110,7 @@ def test_every_bad_input_is_a_finding_that_names_its_file(corpus_dir, corpus_pro
     assert not missing
 
 
+@pytest.mark.slow
 def test_row_and_column_are_named_where_the_input_has_them(corpus_problems):
     _, findings = corpus_problems
     where = {(f.file, f.row, f.column) for f in findings}
@@ -120,6 +122,7 @@ def test_row_and_column_are_named_where_the_input_has_them(corpus_problems):
     assert any("«99999999999999999999»" in m for m in quoted) and not any("-9223372036854775808" in m for m in quoted)
 
 
+@pytest.mark.slow
 def test_nothing_outside_the_folder_and_no_other_organizations_rows_are_read(corpus_problems):
     data, _ = corpus_problems
     ops = data["operators"]
@@ -147,6 +150,7 @@ def test_a_native_crash_of_the_xlsx_engine_costs_one_file(tmp_path):
     assert got_good.rows[0][:2] == ["ФИО", "Должность"]
 
 
+@pytest.mark.slow
 def test_reading_the_corpus_stays_within_a_memory_limit(corpus_dir):
     """The whole read (zip bomb, far cell, huge declared range) under a 3 GiB address-space limit."""
     code = (
@@ -222,6 +226,7 @@ def test_campaign_days_over_the_corpus_send_the_good_mail_unchanged(airflow_db, 
     assert "Проблемы данных:" in dirty.stdout and "accounts.xlsx, строка 2, «Код ОО»" in dirty.stdout
 
 
+@pytest.mark.slow
 def test_the_store_takes_any_finding_on_postgresql(corpus_problems, postgres_url):
     """Long file names, long values and odd text reach PostgreSQL (SQLite would hide a length error)."""
     from admission.plan import load_plan

@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from admission.bench import floor_failures
 from admission.rules import validate_rows
 
+pytestmark = [pytest.mark.slow]  # a generated region and the bench: left out of make test-fast
 
 def test_floor_finds_exactly_the_failures_gx_finds(demo_data):
     gx = validate_rows(demo_data.frames).failures
