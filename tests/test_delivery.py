@@ -222,3 +222,23 @@ def test_a_dry_run_then_a_real_run_with_changed_data_delivers_only_the_real_cont
     [msg] = smtp_sink.messages()
     text = msg.get_body(("plain",)).get_content()
     assert "новое содержание" in text and "старое содержание" not in text
+
+
+def test_an_unsent_request_is_retired_when_a_new_set_of_changes_or_none_replaces_it(url, plan):
+    from email.message import EmailMessage
+
+    from admission.mail import request_key
+
+    def request(digest: str) -> tuple:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "m@r.example", "rc@test.example", "Заявка"
+        msg["Message-ID"] = f"<{digest}@r.example>"
+        msg["X-Admission-Stages"], msg["X-Admission-Orgs"] = "6", "S1"
+        msg.set_content("заявка")
+        return request_key("2020-2021", digest, "rc@test.example"), "request", msg
+
+    enqueue(url, "2020-2021", D1, [request("aaa")], supersedes=("request",))
+    assert enqueue(url, "2020-2021", D2, [request("aaa")], supersedes=("request",))["superseded"] == 0  # still owed
+    assert enqueue(url, "2020-2021", D2, [request("bbb")], supersedes=("request",))["superseded"] == 1
+    assert enqueue(url, "2020-2021", D2, [], supersedes=("request",))["superseded"] == 1  # no changes left
+    assert outbox_counts(url, "2020-2021", D1) == {"request": {"superseded": 1}}

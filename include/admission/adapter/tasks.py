@@ -194,6 +194,8 @@ def collect_operators(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     summary = {"as_of": as_of_iso, "operators": len(ops), "problems": len(findings),
                **{k: int(v) for k, v in diff["action"].value_counts().items()}, "folder": str(folder)}
     if changes.empty:
+        if not dry_run:  # an unsent request for changes nobody needs any more is not sent late
+            enqueue(url, plan.id, as_of, [], supersedes=("request",))
         log.info("operator lists: no changes to request (%s)", summary)
         return summary | {"request": None}
     digest = opmod.change_hash(changes)
