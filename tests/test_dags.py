@@ -16,7 +16,7 @@ from conftest import airflow_env, set_airflow_env
 REPO = Path(__file__).resolve().parents[1]
 PLANS = ("2020_2021", "2027_2028")
 EXPECTED_DAG_IDS = ({f"check_{plan}_stage_{n}" for plan in PLANS for n in range(1, 9)}
-                    | {f"{kind}_{p}" for p in PLANS for kind in ("notify", "report", "collect_operators")})
+                    | {f"{kind}_{p}" for p in PLANS for kind in ("ingest", "notify", "report", "collect_operators")})
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_dagbag_imports_without_errors_and_yields_exactly_the_expected_dags(dagb
 
 def test_every_dag_follows_the_policy(dagbag):
     for dag_id, dag in dagbag.dags.items():
-        if dag_id.startswith(("notify_", "report_", "collect_operators_")):
+        if dag_id.startswith(("ingest_", "notify_", "report_", "collect_operators_")):
             plan_id = dag_id.rsplit("_", 2)[-2] + "-" + dag_id.rsplit("_", 1)[-1]
             assert set(dag.tags) == {"admission", f"campaign:{plan_id}"}, dag_id
             assert dag.doc_md and ("admission_output_dir" in dag.doc_md or "admission_smtp" in dag.doc_md)
@@ -52,7 +52,7 @@ def test_every_dag_follows_the_policy(dagbag):
 
 
 def test_schedule_is_daily_inside_the_campaign_window_and_manual_runs_are_not_bounded(dagbag):
-    dag = dagbag.dags["check_2020_2021_stage_5"]
+    dag = dagbag.dags["ingest_2020_2021"]
     msk = ZoneInfo("Europe/Moscow")
     events = [e.astimezone(msk) for e in dag.timetable.event_dates]
     assert events[0] == dt.datetime(2019, 12, 1, 7, 0, tzinfo=msk)
@@ -60,6 +60,15 @@ def test_schedule_is_daily_inside_the_campaign_window_and_manual_runs_are_not_bo
     assert len(events) == (dt.date(2020, 9, 5) - dt.date(2019, 12, 1)).days + 1
     # No start/end date: Airflow would create no task for a manual run outside them (and show «Success»).
     assert dag.start_date is None and dag.end_date is None
+
+
+def test_stage_checks_and_operator_lists_run_on_the_days_snapshot(dagbag):
+    for dag_id in ("check_2020_2021_stage_1", "check_2020_2021_stage_8", "collect_operators_2020_2021"):
+        condition = dagbag.dags[dag_id].timetable.asset_condition
+        assert {a.name for a in condition.objects} == {"admission_2020_2021_snapshot"}, dag_id
+    ingest = dagbag.dags["ingest_2020_2021"]
+    publish = ingest.get_task("publish_snapshot")
+    assert [o.name for o in publish.outlets] == ["admission_2020_2021_snapshot"]
 
 
 def test_stage_doc_quotes_the_plan(dagbag):

@@ -24,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from .notify import Digest
 from .plan import Plan
+from .registry import REQUEST_CHECKS, REQUEST_DEADLINE_CHECK, stages_with
 from .xlsx import XLSX_MIME
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -286,8 +287,8 @@ def render_request(plan: Plan, as_of: dt.date, recipient, changes: list[dict], o
     context = {"recipient": recipient, "changes": changes, "as_of": as_of, "plan_id": plan.id,
                "creates": sum(c["action"] == "create" for c in changes),
                "blocks": sum(c["action"] == "block" for c in changes), "schools": len(set(org_ids)),
-               "deadline": plan.stage(6).deadline if any(s.number == 6 for s in plan.stages) else None}
-    msg = envelope(plan.id, "request", [5, 6], org_ids, as_of,
+               "deadline": next((s.deadline for s in stages_with(plan, (REQUEST_DEADLINE_CHECK,))), None)}
+    msg = envelope(plan.id, "request", [s.number for s in stages_with(plan, REQUEST_CHECKS)], org_ids, as_of,
                    f"Заявка об изменении списка операторов АИС «Е-услуги. Образование» от {ru_date(as_of)} "
                    f"({len(changes)} изменений)", request_key(plan.id, change_hash, recipient.email),
                    recipient, from_email, from_name)

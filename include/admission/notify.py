@@ -18,9 +18,10 @@ from .addresses import delivery_form, split_emails
 from .plan import Plan
 from .reader import DataFolder
 from .rules import normalize_text
+from .vocabulary import DIGEST_KINDS, EscalationRole, MailKind, ResponsibleRole, Status
 from .workdays import WorkCalendar
 
-KINDS = ("reminder", "overdue", "escalation")
+KINDS = DIGEST_KINDS
 
 
 @dataclass(frozen=True)
@@ -155,20 +156,20 @@ class Directory:
         return self._memo[key]
 
     def _resolve(self, role: str, org_id: str) -> list[Person]:
-        if role == "head":
+        if role == ResponsibleRole.HEAD:
             return self._people(org_id, "head_email", "head_name")
-        if role == "chief_operators":
+        if role == ResponsibleRole.CHIEF_OPERATORS:
             return self.chiefs(org_id) or self.heads(org_id)
-        if role == "curator":
-            return self._people(org_id, "curator_email", "curator_name") or self.resolve("mooyso_head", org_id)
-        if role == "rcoko_head":
+        if role == ResponsibleRole.CURATOR:
+            return self._people(org_id, "curator_email", "curator_name") or self.resolve(EscalationRole.MOOYSO_HEAD, org_id)
+        if role == ResponsibleRole.RCOKO_HEAD:
             region = self.region(org_id)
             return [p for oid in self._in_region.get(region, ()) if self._kind[oid] == "РЦОКО"
                     for p in self.heads(oid)] or self.rcoko
-        if role == "mooyso_head":
+        if role == EscalationRole.MOOYSO_HEAD:
             parent = self.parent(org_id)
-            return self.heads(parent) if parent and self._kind[parent] == "МООУСО" else self.resolve("roiv_head", org_id)
-        if role == "roiv_head":
+            return self.heads(parent) if parent and self._kind[parent] == "МООУСО" else self.resolve(EscalationRole.ROIV_HEAD, org_id)
+        if role == EscalationRole.ROIV_HEAD:
             region = self.region(org_id)
             return (self.heads(region) if region else []) or self.roiv
         raise ValueError(f"unknown role {role}")
@@ -183,11 +184,11 @@ class Directory:
         people = self.resolve(role, org_id)
         if not people:
             return "—"
-        if role == "mooyso_head" and self.parent(org_id):
+        if role == EscalationRole.MOOYSO_HEAD and self.parent(org_id):
             where = self.name(self.parent(org_id))
-        elif role == "roiv_head":
+        elif role == EscalationRole.ROIV_HEAD:
             where = "министерство образования (РОИВ)"
-        elif role == "head":
+        elif role == ResponsibleRole.HEAD:
             where = self.name(org_id)
         else:
             where = ""
@@ -198,14 +199,14 @@ class Directory:
 def kinds_for(plan: Plan, calendar: WorkCalendar, stage_no: int, status: str, as_of: dt.date) -> list[str]:
     """Which kinds of mail an incomplete organization causes on this date."""
     stage = plan.stage(stage_no)
-    if status == "complete":
+    if status == Status.COMPLETE:
         return []
-    if stage.deadline is None:  # stage 1: lagging -> reminder, overdue -> notice and escalation
-        return ["reminder"] if status == "lagging" else ["overdue", "escalation"]
+    if stage.deadline is None:  # a whole-campaign stage: lagging -> reminder, overdue -> notice and escalation
+        return [MailKind.REMINDER] if status == Status.LAGGING else [MailKind.OVERDUE, MailKind.ESCALATION]
     if as_of > stage.deadline:
-        return ["overdue", "escalation"]
+        return [MailKind.OVERDUE, MailKind.ESCALATION]
     if calendar.in_reminder_window(as_of, stage.deadline, plan.reminder_working_days):
-        return ["reminder"]
+        return [MailKind.REMINDER]
     return []
 
 

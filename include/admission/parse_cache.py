@@ -32,6 +32,10 @@ PARSER_VERSION = 1
 KEEP_DAYS = 7
 
 
+def content_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 class ParseCache:
     """``get``/``put`` parsed tables by content key; ``ParseCache(None)`` keeps nothing (plain calls, tests)."""
 
@@ -40,7 +44,10 @@ class ParseCache:
         self.hits = self.misses = 0
 
     def key(self, data: bytes, dataset: str, limits: Limits) -> str:
-        digest = hashlib.sha256(data).hexdigest()
+        return self.key_for(content_digest(data), dataset, limits)
+
+    def key_for(self, digest: str, dataset: str, limits: Limits) -> str:
+        """The key of a file whose content hash is known (the snapshot's manifest spares reading it)."""
         limits_sig = hashlib.sha256(repr(astuple(limits)).encode()).hexdigest()[:12]
         return f"{digest}-{dataset}-v{PARSER_VERSION}-{limits_sig}"
 

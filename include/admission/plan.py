@@ -18,22 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .vocabulary import EscalationRole, ResponsibleRole
+
 OrgKind = Literal["МООУСО", "ОО", "ДОУ", "РЦОКО", "РОИВ"]
-# Who receives a reminder/overdue notice for an organization's lag.
-ResponsibleRole = Literal["head", "chief_operators", "curator", "rcoko_head"]
-# Who receives the escalation for an organization's overdue lag.
-EscalationRole = Literal["mooyso_head", "roiv_head"]
-# Which rule set decides whether a stage is complete (see admission.checks).
-CheckName = Literal[
-    "esia_informing",
-    "public_information",
-    "parent_meetings",
-    "module_staff",
-    "operators",
-    "accounts",
-    "school_data",
-    "approvals",
-]
+# Roles (who receives what) are enums of admission.vocabulary; checks are names of admission.registry.
 
 # The plan folder; ADMISSION_PLANS_DIR (an environment setting, read when parsing, like the retry delay)
 # points elsewhere, e.g. at a region's own plans or a test's.
@@ -63,12 +51,21 @@ class Stage(_Model):
     )
     deadline_text: str = Field(description="The deadline as the plan words it")
     responsible_text: str = Field(description="'Ответственные' column of the plan")
-    check: CheckName
+    check: str = Field(description="A check of admission.registry.CHECKS")
     concerns: list[OrgKind] = Field(min_length=1, description="Kinds of organizations the stage checks")
     responsible: dict[OrgKind, ResponsibleRole]
     escalation: dict[OrgKind, EscalationRole]
     depends_on: list[int] = Field(default_factory=list)
     note: str | None = None
+
+    @field_validator("check")
+    @classmethod
+    def _known_check(cls, value: str) -> str:
+        from .registry import CHECKS
+
+        if value not in CHECKS:
+            raise ValueError(f"unknown check {value!r}; known: {', '.join(CHECKS)}")
+        return value
 
     @model_validator(mode="after")
     def _roles_cover_concerned_kinds(self) -> Stage:

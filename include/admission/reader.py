@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .ingest import Job, Limits, RawTable, Refused, dataset_entries, parse_isolated, read_regular
-from .parse_cache import ParseCache
+from .parse_cache import ParseCache, content_digest
 from .schema import CODE_COLUMNS, CODE_MAX, DATASETS, KIND_ALIASES, ORG_KINDS, Dataset, normalize_header
 
 META = ["_file", "_row"]
@@ -278,14 +278,37 @@ def _org(frame: pd.DataFrame, idx: object) -> str | None:
 PARSE_BATCH_BYTES = 256 << 20  # bytes of unparsed files held at once before the children parse them
 
 
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of the data folder as the snapshot's manifest keeps it (``sha256`` None: refused)."""
+
+    dataset: str
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str | None
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat(follow_symlinks=False)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
 def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: Limits,
-                 cache: ParseCache) -> dict[str, list[tuple[str, str | None, RawTable]]]:
+                 cache: ParseCache, previous: dict[str, FileRecord] | None = None,
+                 files: list[FileRecord] | None = None) -> dict[str, list[tuple[str, str | None, RawTable]]]:
     """Every file of the named datasets as raw tables (rel path, org stem, table), in file order.
 
     Each file is read once under the limits and looked up in ``cache`` by its content; what is new
     is parsed in forked children on every core (``parse_isolated``), a batch at a time so memory
-    stays bounded.
+    stays bounded. A file that ``previous`` (the last snapshot's manifest) lists with the same size and
+    modification time is not even read: its content hash is taken from there. ``files`` receives the
+    manifest of this read.
     """
+    previous = previous or {}
     out: dict[str, list[tuple[str, str | None, RawTable]]] = {name: [] for name in names}
     slots: list[list] = []  # [dataset, rel, stem, table or None]
     pending: list[tuple[int, str, Job]] = []
@@ -304,16 +327,32 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
         known = set(ds.header_map())
         for e in dataset_entries(root, name):
             rel = display_path(e.path.relative_to(root).as_posix())
+            size, mtime_ns = _stat(e.path)
             if e.refusal:
                 findings.append(Finding(name, rel, e.refusal))
+                if files is not None:
+                    files.append(FileRecord(name, rel, size, mtime_ns, None))
                 continue
-            try:
-                data = read_regular(e.path, limits)
-            except Refused as exc:
-                findings.append(Finding(name, rel, str(exc)))
-                continue
-            key = cache.key(data, name, limits)
-            slots.append([name, rel, e.path.stem if e.per_org else None, cache.get(key)])
+            before = previous.get(rel)
+            table = None
+            if before and before.sha256 and before.dataset == name and (before.size, before.mtime_ns) == (size, mtime_ns):
+                key = cache.key_for(before.sha256, name, limits)
+                table = cache.get(key)
+                digest = before.sha256
+            if table is None:
+                try:
+                    data = read_regular(e.path, limits)
+                except Refused as exc:
+                    findings.append(Finding(name, rel, str(exc)))
+                    if files is not None:
+                        files.append(FileRecord(name, rel, size, mtime_ns, None))
+                    continue
+                digest = content_digest(data)
+                key = cache.key_for(digest, name, limits)
+                table = cache.get(key)
+            if files is not None:
+                files.append(FileRecord(name, rel, size, mtime_ns, digest))
+            slots.append([name, rel, e.path.stem if e.per_org else None, table])
             if slots[-1][3] is None:
                 suffix = e.path.suffix.casefold()
                 pending.append((len(slots) - 1, key, Job(data, suffix, known, normalize_header)))
@@ -406,7 +445,8 @@ def _clean_organizations(frame: pd.DataFrame, findings: list[Finding]) -> pd.Dat
 
 
 def read_data_folder(root: str | Path, datasets: list[str] | None = None, limits: Limits | None = None,
-                     cache: ParseCache | None = None) -> DataFolder:
+                     cache: ParseCache | None = None, previous: dict[str, FileRecord] | None = None,
+                     files: list[FileRecord] | None = None) -> DataFolder:
     """Read the named datasets (all by default); never raises for bad data, only for a missing folder.
 
     ``cache`` (the tasks pass one under the output folder) spares parsing files whose content was
@@ -420,7 +460,7 @@ def read_data_folder(root: str | Path, datasets: list[str] | None = None, limits
     names = datasets or list(DATASETS)
     if "organizations" not in names:
         names = ["organizations", *names]
-    tables = _read_tables(root, names, findings, limits, cache or ParseCache(None))
+    tables = _read_tables(root, names, findings, limits, cache or ParseCache(None), previous, files)
     frames = {name: read_dataset(root, name, findings, limits, tables[name]) for name in names}
     frames["organizations"] = _clean_organizations(frames["organizations"], findings)
     if frames["organizations"].empty:

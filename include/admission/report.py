@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .labels import MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
+from .labels import FILE_CHANGE_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from .mail import _env, envelope, ru_date
 from .notify import Person, digest_key
 from .plan import Plan
@@ -35,6 +35,7 @@ class Report:
     unjudged: list[int] = field(default_factory=list)  # stages with no results for the day (their check failed)
     preview: str | None = None  # why this report is not mailed (an example plan)
     undelivered: list[dict] = field(default_factory=list)  # as_of, kind, recipient, status, error (outbox.undelivered)
+    files_changed: dict[str, list[str]] = field(default_factory=dict)  # added/changed/removed (the snapshot's)
 
 
 def unjudged_stages(plan: Plan, today: pd.DataFrame, orgs: pd.DataFrame) -> list[int]:
@@ -100,10 +101,10 @@ def status_changes(today: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
 
 def build(plan: Plan, as_of: dt.date, today: pd.DataFrame, previous: pd.DataFrame, prev_date: dt.date | None,
           orgs: pd.DataFrame, problems: pd.DataFrame, preview: str | None = None,
-          undelivered: list[dict] | None = None) -> Report:
+          undelivered: list[dict] | None = None, files_changed: dict[str, list[str]] | None = None) -> Report:
     return Report(plan, as_of, stage_table(plan, today, as_of), municipality_table(today, orgs),
                   longest_overdue(today), status_changes(today, previous), problems, prev_date,
-                  unjudged_stages(plan, today, orgs), preview, undelivered or [])
+                  unjudged_stages(plan, today, orgs), preview, undelivered or [], files_changed or {})
 
 
 def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path:
@@ -165,6 +166,9 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           p[["dataset", "file", "row", "column", "org_id", "message"]].itertuples(index=False, name=None),
           [20, 40, 8, 22, 16, 100])
+    write_sheet(wb, "Изменения файлов", ["Изменение", "Файл"],
+                [(FILE_CHANGE_RU[kind], path) for kind in FILE_CHANGE_RU for path in report.files_changed.get(kind, [])],
+                [14, 80])
     wb.close()
     return path
 
@@ -183,7 +187,8 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
         "problems": report.problems.head(100).to_dict("records"), "problems_total": len(report.problems),
         "previous": report.previous, "status_ru": STATUS_RU, "cid": cid[1:-1], "recipient": recipient,
         "docs_link": docs_link, "unjudged": report.unjudged, "preview": report.preview,
-        "undelivered": report.undelivered, "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU,
+        "undelivered": report.undelivered, "files_changed": report.files_changed, "file_change_ru": FILE_CHANGE_RU,
+        "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU,
     }
     text = _env().get_template("report.txt.j2").render(context)
     html = _env().get_template("report.html.j2").render(context)
@@ -198,7 +203,7 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
     return msg
 
 
-def data_docs(frames: dict[str, pd.DataFrame], folder: Path) -> Path:
+def data_docs(frames: dict[str, pd.DataFrame], folder: Path, informing_stages: tuple[int, ...] | None = None) -> Path:
     """GX Data Docs of the day's row validations, as static HTML under ``folder``; returns index.html.
 
     Each dataset's validation definition runs once (GX stores its result), then the site is built
@@ -218,7 +223,7 @@ def data_docs(frames: dict[str, pd.DataFrame], folder: Path) -> Path:
     for name, frame in frames.items():
         if frame.empty or name not in ruled_datasets():
             continue
-        vd, _ = add_validation_definition(ctx, name)
+        vd, _ = add_validation_definition(ctx, name, informing_stages)
         vd.run(batch_parameters={"dataframe": prepare(name, frame)}, result_format={"result_format": "SUMMARY"})
     ctx.build_data_docs()
     index = next(folder.rglob("data_docs/local_site/index.html"), None)

@@ -168,7 +168,9 @@ class Rule:
     build: Callable[[], object]  # returns a GX expectation
 
 
-def _rules() -> list[Rule]:
+def _rules(informing_stages: tuple[int, ...] | None = None) -> list[Rule]:
+    """Every row rule; ``informing_stages``: the stage numbers informing rows may name (the plan's, see
+    admission.registry.informing_stages), or None for any positive number."""
     import great_expectations.expectations as gxe
 
     rules: list[Rule] = []
@@ -222,7 +224,13 @@ def _rules() -> list[Rule]:
     in_set("operators", "role", OPERATOR_ROLES, "роль «{value}» не из списка: " + ", ".join(OPERATOR_ROLES))
     regex("operators", "email", EMAIL_RE, "некорректный e-mail «{value}»")
     in_set("accounts", "status", ACCOUNT_STATUSES, "статус «{value}» не из списка: " + ", ".join(ACCOUNT_STATUSES))
-    in_set("informing", "stage", (1, 2, 3), "этап «{value}» — ожидается 1, 2 или 3")
+    if informing_stages:
+        *first, last = [str(n) for n in informing_stages]
+        expected = f"{', '.join(first)} или {last}" if first else last
+        in_set("informing", "stage", informing_stages, "этап «{value}» — ожидается " + expected)
+    else:
+        rules.append(Rule("informing", "stage", "этап «{value}» — ожидается номер этапа плана",
+                          lambda: gxe.ExpectColumnValuesToBeBetween(column="stage", min_value=1)))
     in_set("informing", "channel", CHANNELS, "канал «{value}» не из списка: " + ", ".join(CHANNELS))
     return rules
 
@@ -239,17 +247,25 @@ def _context():
     return ctx
 
 
-def suite_for(name: str, rules: list[Rule] | None = None):
+def suite_for(name: str, rules: list[Rule] | None = None, informing_stages: tuple[int, ...] | None = None):
     """The GX suite of one dataset; each expectation remembers its rule by position (GX reorders results)."""
     import great_expectations as gx
 
-    rules = [r for r in (rules or _rules()) if r.dataset == name]
-    suite = gx.ExpectationSuite(name=f"admission_{name}")
+    rules = [r for r in (rules or _rules(informing_stages)) if r.dataset == name]
+    suite = gx.ExpectationSuite(name=suite_name(name, informing_stages))
     for i, rule in enumerate(rules):
         expectation = rule.build()
         expectation.meta = {"rule": i, "column_ru": DATASETS[name].column(rule.column).ru, "message": rule.message}
         suite.add_expectation(expectation)
     return suite, rules
+
+
+def suite_name(name: str, informing_stages: tuple[int, ...] | None) -> str:
+    """Suites differ by the plan's informing stages only for ``informing``; GX refuses to run a validation
+    whose suite was replaced under the same name, so each variant has its own."""
+    if name == "informing" and informing_stages:
+        return f"admission_{name}_stages_{'_'.join(map(str, informing_stages))}"
+    return f"admission_{name}"
 
 
 FAILURE_COLUMNS = ["dataset", "index", "org_id", "file", "row", "column", "message"]
@@ -273,7 +289,8 @@ class Validation:
         return pd.Index(self.failures.loc[self.failures["dataset"] == dataset, "index"].unique())
 
 
-def add_validation_definition(ctx, name: str) -> tuple[object, list[Rule]]:
+def add_validation_definition(ctx, name: str, informing_stages: tuple[int, ...] | None = None
+                              ) -> tuple[object, list[Rule]]:
     """A dataset's source, asset, batch definition, suite and validation definition in a GX context.
 
     Validation runs through a ValidationDefinition rather than ``batch.validate``: the latter
@@ -281,8 +298,8 @@ def add_validation_definition(ctx, name: str) -> tuple[object, list[Rule]]:
     """
     import great_expectations as gx
 
-    suite, rules = suite_for(name)
-    source_name = f"admission_{name}"
+    suite, rules = suite_for(name, informing_stages=informing_stages)
+    source_name = suite.name
     try:
         source = ctx.data_sources.get(source_name)
     except (KeyError, ValueError):
@@ -301,10 +318,10 @@ def add_validation_definition(ctx, name: str) -> tuple[object, list[Rule]]:
 
 
 @lru_cache(maxsize=32)
-def _validation_definition(name: str) -> tuple[object, list[Rule]]:
+def _validation_definition(name: str, informing_stages: tuple[int, ...] | None) -> tuple[object, list[Rule]]:
     """Once per process in the ephemeral context: adding expectations to a suite whose name the
     context already stores re-serializes the suite on every expectation."""
-    return add_validation_definition(_context(), name)
+    return add_validation_definition(_context(), name, informing_stages)
 
 
 @lru_cache(maxsize=1)
@@ -313,14 +330,14 @@ def ruled_datasets() -> frozenset[str]:
     return frozenset(r.dataset for r in _rules())
 
 
-def validate_rows(frames: dict[str, pd.DataFrame]) -> Validation:
+def validate_rows(frames: dict[str, pd.DataFrame], informing_stages: tuple[int, ...] | None = None) -> Validation:
     """Run each dataset's GX suite; map unexpected rows back to file, row and organization."""
     parts: list[pd.DataFrame] = []
     results: dict[str, object] = {}
     for name, frame in frames.items():
         if frame.empty or name not in ruled_datasets():
             continue
-        vd, rules = _validation_definition(name)
+        vd, rules = _validation_definition(name, informing_stages if name == "informing" else None)
         data = prepare(name, frame)
         result = vd.run(
             batch_parameters={"dataframe": data}, result_format={"result_format": "COMPLETE"})

@@ -18,25 +18,16 @@ import pandas as pd
 
 from .plan import Plan, Stage
 from .reader import DataFolder, Finding
+from .registry import CHECKS, datasets_of, informing_stages
 from .rules import Validation, chief_position_ok, normalize_text, validate_rows
 from .schema import TOPICS
+from .vocabulary import Status
 
 RESULT_COLUMNS = [
     "plan_id", "stage", "as_of", "org_id", "kind", "name", "parent_id",
     "status", "missing", "deadline", "days_overdue", "days_left",
 ]
 
-# Datasets each check reads (organizations is always read).
-CHECK_DATASETS: dict[str, list[str]] = {
-    "esia_informing": ["informing"],
-    "public_information": ["informing"],
-    "parent_meetings": ["informing"],
-    "module_staff": ["module_staff"],
-    "operators": ["operators"],
-    "accounts": ["operators", "accounts"],
-    "school_data": ["school_cards", "first_grade_classes", "operators"],
-    "approvals": ["approvals"],
-}
 
 
 @dataclass
@@ -143,8 +134,9 @@ def _fmt(day: object) -> str:
     return day.strftime("%d.%m.%Y") if isinstance(day, dt.date) else "—"
 
 
-def _informing(ctx: Context, stage_no: int | None = None) -> pd.DataFrame:
-    """Valid informing rows dated up to the day, with channel normalized, day number and topic sets."""
+def _informing(ctx: Context, own_stage: bool = False) -> pd.DataFrame:
+    """Valid informing rows dated up to the day, with channel normalized, day number and topic sets;
+    ``own_stage``: only the rows that name the stage being checked (its number in the plan)."""
     def compute() -> pd.DataFrame:
         rows = ctx.valid_rows("informing")
         day = ordinals(rows["event_date"])
@@ -154,7 +146,7 @@ def _informing(ctx: Context, stage_no: int | None = None) -> pd.DataFrame:
                            _topics=_topics(rows["topics"]))
 
     rows = ctx.memo(("informing", ctx.as_of), compute)
-    return rows if stage_no is None else rows[rows["stage"] == stage_no]
+    return rows[rows["stage"] == ctx.stage.number] if own_stage else rows
 
 
 def _topics(series: pd.Series) -> pd.Series:
@@ -187,7 +179,7 @@ def check_esia_informing(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, p
 
 
 def check_public_information(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    rows = _informing(ctx, 2)
+    rows = _informing(ctx, own_stage=True)
     site = _has(orgs, rows.loc[rows["channel"] == "сайт", "org_id"])
     stand = _has(orgs, rows.loc[rows["channel"] == "стенд", "org_id"])
     anything = _has(orgs, rows["org_id"])
@@ -206,7 +198,7 @@ def check_public_information(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Serie
 
 
 def check_parent_meetings(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    rows = _informing(ctx, 3)
+    rows = _informing(ctx, own_stage=True)
     meetings = rows[rows["channel"] == "собрание"]
     with_protocol = meetings[meetings["protocol_no"].notna()]
     covered: dict[object, frozenset] = {}  # topics are pooled over all of an organization's protocols
@@ -280,6 +272,12 @@ def check_operators(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Ser
     return complete, missing
 
 
+def _stage_of(ctx: Context, check: str) -> str:
+    """How a message names the plan's stage that runs ``check`` («этап 5»), or «список не утвержден»."""
+    numbers = [s.number for s in ctx.plan.stages if s.check == check]
+    return f"этап {numbers[0]}" if numbers else "отдельный этап плана"
+
+
 def check_accounts(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     ops = ctx.valid_rows("operators")
     acc = ctx.valid_rows("accounts")
@@ -299,7 +297,8 @@ def check_accounts(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Seri
     complete = has_ops & ~lacks & ~has_stale
     missing = _missing(
         orgs,
-        _flag(orgs, ~has_ops, "нет утвержденного списка операторов (этап 5), учетные записи выдать некому"),
+        _flag(orgs, ~has_ops, "нет утвержденного списка операторов (" + _stage_of(ctx, "operators")
+              + "), учетные записи выдать некому"),
         group_lists(no_account["org_id"], "нет выданной учетной записи: " + no_account["name"]),
         group_lists(stale["org_id"],
                     "учетная запись не заблокирована, хотя сотрудника нет в списке операторов: " + stale["name"]),
@@ -344,16 +343,6 @@ def check_approvals(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Ser
     return complete, missing
 
 
-CHECKS: dict[str, Callable] = {
-    "esia_informing": check_esia_informing,
-    "public_information": check_public_information,
-    "parent_meetings": check_parent_meetings,
-    "module_staff": check_module_staff,
-    "operators": check_operators,
-    "accounts": check_accounts,
-    "school_data": check_school_data,
-    "approvals": check_approvals,
-}
 
 
 def unknown_org_findings(data: DataFolder) -> list[Finding]:
@@ -413,13 +402,13 @@ class StageOutcome:
 def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
                    validation: Validation | None = None) -> StageOutcome:
     """Status of every concerned organization for one stage as of a date."""
-    names = ["organizations", *CHECK_DATASETS[stage.check]]
+    names = ["organizations", *datasets_of(stage.check)]
     if validation is None:
-        validation = validate_rows({n: data.frames[n] for n in names if n in data.frames})
+        validation = validate_rows({n: data.frames[n] for n in names if n in data.frames}, informing_stages(plan))
     findings, problems = day_problems(data, validation)
     ctx = Context(data, problems, plan, stage, as_of)
     orgs = _orgs(ctx)
-    out = CHECKS[stage.check](ctx, orgs)
+    out = CHECKS[stage.check].run()(ctx, orgs)
     complete, missing = out[0].to_numpy(dtype=bool), out[1]
     results = orgs.copy()
     results.insert(0, "as_of", as_of)
@@ -440,12 +429,12 @@ def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
         overdue = ~complete & (late > 0)
         results["days_overdue"] = pd.Series(late, index=results.index, dtype="Int64").where(overdue)
         results["days_left"] = max((stage.deadline - as_of).days, 0)
-    results["status"] = "lagging"
-    results.loc[overdue, "status"] = "overdue"
-    results.loc[complete, "status"] = "complete"
+    results["status"] = str(Status.LAGGING)
+    results.loc[overdue, "status"] = str(Status.OVERDUE)
+    results.loc[complete, "status"] = str(Status.COMPLETE)
     return StageOutcome(results[RESULT_COLUMNS], findings, validation)
 
 
 def summarize(results: pd.DataFrame) -> dict[str, int]:
     counts = results["status"].value_counts()
-    return {k: int(counts.get(k, 0)) for k in ("complete", "lagging", "overdue")} | {"total": len(results)}
+    return {str(k): int(counts.get(k, 0)) for k in Status} | {"total": len(results)}

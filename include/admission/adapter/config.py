@@ -47,15 +47,6 @@ def output_dir() -> Path:
     return path
 
 
-def parse_cache():
-    """The shared cache of parsed files under the output folder (see admission.parse_cache); old entries pruned."""
-    from admission.parse_cache import ParseCache
-
-    cache = ParseCache(output_dir() / "cache" / "parsed")
-    cache.prune()
-    return cache
-
-
 def get_connection(conn_id: str):
     """The connection, or None when it is not defined (an optional connection)."""
     try:
@@ -143,3 +134,12 @@ def smtp_or_defaults():
     if conn is None:
         return None, smtp_settings(None, None, None, None, {})
     return conn, smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson)
+
+
+def settings(need_data: bool = False):
+    """The jobs' settings from the Variables and Connections (``need_data``: the data folder is required)."""
+    from admission.jobs import Settings
+
+    _, sender = smtp_or_defaults()
+    return Settings(data_dir=data_dir() if need_data else None, output_dir=output_dir(), store_url=store_url(),
+                    from_email=sender.from_email, from_name=sender.from_name)

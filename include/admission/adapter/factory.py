@@ -15,7 +15,9 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, Param, dag, get_current_context, task
 from airflow.timetables.events import EventsTimetable
 
+from admission.labels import ROLE_RU
 from admission.plan import Plan, Stage, load_valid_plans
+from admission.registry import REQUEST_CHECKS, stages_with
 
 
 def _alert_admin(context) -> None:
@@ -34,14 +36,6 @@ DEFAULT_ARGS = {
     "on_failure_callback": _alert_admin,
 }
 
-ROLE_RU = {
-    "head": "руководитель организации",
-    "chief_operators": "главные операторы ОО (руководитель, если их нет)",
-    "curator": "куратор ОО в МООУСО (руководитель МООУСО, если куратор не указан)",
-    "rcoko_head": "руководитель РЦОКО",
-    "mooyso_head": "руководитель МООУСО",
-    "roiv_head": "руководитель РОИВ (министерство)",
-}
 
 
 def stage_dag_id(plan: Plan, stage: Stage | int) -> str:
@@ -53,6 +47,15 @@ def stage_asset(plan: Plan, stage: Stage | int) -> Asset:
     number = stage if isinstance(stage, int) else stage.number
     return Asset(name=f"admission_{plan.slug}_stage_{number}_results", uri=f"admission://{plan.id}/stage/{number}",
                  group="admission")
+
+
+def snapshot_asset(plan: Plan) -> Asset:
+    """The day's snapshot of the data folder (written by ``ingest_<plan>``); the stage checks run on it."""
+    return Asset(name=f"admission_{plan.slug}_snapshot", uri=f"admission://{plan.id}/snapshot", group="admission")
+
+
+def ingest_dag_id(plan: Plan) -> str:
+    return f"ingest_{plan.slug}"
 
 
 def tags(plan: Plan, stage: Stage | None = None) -> list[str]:
@@ -107,8 +110,9 @@ def stage_doc(plan: Plan, stage: Stage) -> str:
         f"* **Получают напоминания:** {resp}\n* **Эскалация:** {esc}\n"
         f"* **Проверка:** `{stage.check}`; организации: {', '.join(stage.concerns)}\n\n"
         f"План `{plan.id}` ({plan.title}). Ежедневно в {plan.run_at} с {plan.campaign.start} по "
-        f"{plan.campaign.end}. Ручной запуск: `as_of` — проверить другую дату кампании, `dry_run` — ничего не "
-        f"отправлять.{example_note(plan)}"
+        f"{plan.campaign.end}: запускается, когда `{ingest_dag_id(plan)}` сохранил снимок данных дня (Asset "
+        f"`{snapshot_asset(plan).uri}`); папку данных не читает. Ручной запуск: `as_of` — проверить другую дату "
+        f"кампании (по снимку этой даты или последнему), `dry_run` — ничего не отправлять.{example_note(plan)}"
     )
 
 
@@ -126,7 +130,7 @@ def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
         dag_id=stage_dag_id(plan, stage),
         description=f"{plan.id}: этап {stage.number} — {stage.title}",
         doc_md=stage_doc(plan, stage),
-        **plan_dag_args(plan, schedule(plan), tags(plan, stage)),
+        **plan_dag_args(plan, [snapshot_asset(plan)], tags(plan, stage)),
     )
     def stage_dag() -> None:
         asset = stage_asset(plan, stage)
@@ -147,13 +151,53 @@ def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
             ctx["outlet_events"][asset].extra = event
             return event
 
-        day = resolve_day_task(plan, from_assets=False)()
+        day = resolve_day_task(plan)()
         summary = check_organizations(day)
         summary >> publish_results(day)
         # A leaf that fails with the check: the run stays red although publish_results succeeded.
         summary >> EmptyOperator(task_id="stage_judged")
 
     return stage_dag()
+
+
+def build_ingest_dag(plan: Plan) -> DAG:
+    asset = snapshot_asset(plan)
+
+    @dag(
+        dag_id=ingest_dag_id(plan),
+        description=f"{plan.id}: снимок папки данных за день (чтение файлов и проверка строк)",
+        doc_md=(
+            f"### Снимок данных дня, кампания {plan.id}\n\n"
+            f"Ежедневно в {plan.run_at} ({plan.timezone}) с {plan.campaign.start} по {plan.campaign.end} и вручную. "
+            "Один раз читает папку данных (`admission_data_dir`) с ограничениями на каждый файл, на всех ядрах; "
+            "файл, у которого не изменились размер и время изменения, повторно не читается. Один раз проверяет "
+            "строки (Great Expectations) и сохраняет снимок (таблицы и найденные проблемы) в "
+            f"`admission_output_dir/snapshots/{plan.id}/<дата>/`, вместе со списком файлов, добавленных, "
+            f"измененных и удаленных с прошлого дня. Затем публикует Asset `{asset.uri}`: по нему запускаются "
+            "проверки этапов и списки операторов, которые читают только снимок. Параметры: `as_of`, `dry_run` "
+            f"(передается дальше).{example_note(plan)}"
+        ),
+        **plan_dag_args(plan, schedule(plan), tags(plan)),
+    )
+    def ingest_dag() -> None:
+        @task(task_id="read_data_folder")
+        def read_data_folder(day: dict) -> dict:
+            from admission.adapter.tasks import ingest_data
+
+            return ingest_data(plan, day["as_of"])
+
+        @task(task_id="publish_snapshot", outlets=[asset])
+        def publish_snapshot(day: dict, summary: dict) -> dict:
+            event = {"as_of": day["as_of"], "plan_id": plan.id, "dry_run": day["dry_run"],
+                     "files": summary.get("files"), "changed": summary.get("changed"), "added": summary.get("added"),
+                     "removed": summary.get("removed")}
+            get_current_context()["outlet_events"][asset].extra = event
+            return event
+
+        day = resolve_day_task(plan, from_assets=False)()
+        publish_snapshot(day, read_data_folder(day))
+
+    return ingest_dag()
 
 
 def resolve_day_task(plan: Plan, from_assets: bool = True):
@@ -212,9 +256,10 @@ def operators_dag_id(plan: Plan) -> str:
 
 
 def day_dag_ids(plan: Plan) -> list[str]:
-    """Every DAG of a plan in the order of a campaign day: the stages, then mail, report, operator lists."""
+    """Every DAG of a plan in the order of a campaign day: the snapshot, the stages, then mail, report, operator
+    lists."""
     stages = [stage_dag_id(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)]
-    return [*stages, notify_dag_id(plan), report_dag_id(plan), operators_dag_id(plan)]
+    return [ingest_dag_id(plan), *stages, notify_dag_id(plan), report_dag_id(plan), operators_dag_id(plan)]
 
 
 def build_notify_dag(plan: Plan) -> DAG:
@@ -244,16 +289,22 @@ def build_report_dag(plan: Plan) -> DAG:
 
 def build_operators_dag(plan: Plan) -> DAG:
     return build_followup_dag(
-        plan, operators_dag_id(plan), f"{plan.id}: списки операторов ОО и заявка в РЦОКО (этапы 5–6)",
+        plan, operators_dag_id(plan), f"{plan.id}: списки операторов ОО и заявка в РЦОКО ({request_stages(plan)})",
         f"### Списки операторов и заявка в РЦОКО, кампания {plan.id}\n\n"
-        "Daily in the campaign window (and by hand): collects the schools' operator forms (`operators/` "
+        "Runs on the day's snapshot of the data folder (and by hand): collects the schools' operator forms (`operators/` "
         "per-school files or one `operators` file), checks every row and school (chief operator at deputy "
         "director level or higher, e-mails, duplicates, one chief operator per person, name form), keeps the "
         "day's consolidated list in the store and as XLSX under `admission_output_dir/operators/`, compares "
         "it with the `accounts` dataset and, when there are changes not yet requested, writes the request "
         "XLSX and mails it to the regional center (kind `request`). The same set of changes is never "
         "requested twice. Params: `as_of`, `dry_run`.",
-        schedule(plan), "collect_operators", "send_request", ("request",), from_assets=False)
+        [snapshot_asset(plan)], "collect_operators", "send_request", ("request",))
+
+
+def request_stages(plan: Plan) -> str:
+    """«этапы 5, 6»: the plan's stages the operator request concerns (admission.registry.REQUEST_CHECKS)."""
+    numbers = [str(s.number) for s in stages_with(plan, REQUEST_CHECKS)]
+    return ("этап " if len(numbers) == 1 else "этапы ") + ", ".join(numbers) if numbers else "вне этапов плана"
 
 
 def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
@@ -261,6 +312,8 @@ def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
     ``dags/admission_plan_errors.py`` as an import error, so it cannot take the other campaigns down."""
     dags: dict[str, DAG] = {}
     for plan in load_valid_plans(plans_dir)[0]:
+        built = build_ingest_dag(plan)
+        dags[built.dag_id] = built
         for stage in sorted(plan.stages, key=lambda s: s.number):
             built = build_stage_dag(plan, stage)
             dags[built.dag_id] = built

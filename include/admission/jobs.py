@@ -1,0 +1,230 @@
+"""The jobs of a campaign day, as plain functions of one :class:`Settings` object.
+
+The Airflow tasks (``admission.adapter.tasks``), ``admission day`` (through them) and ``admission
+bench`` call these; nothing here imports Airflow. Order of a day: :func:`ingest` (the snapshot),
+:func:`check_stage` per stage, then :func:`compose_digests` + :func:`deliver`, :func:`build_report`,
+:func:`collect_operators`. Everything after ``ingest`` reads the snapshot, never the data folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .ingest import Limits
+from .plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where a day reads and writes: what the Airflow Variables and Connections say (adapter.config)."""
+
+    data_dir: Path | None  # only ingest reads it
+    output_dir: Path
+    store_url: str
+    from_email: str = "admission@localhost"
+    from_name: str = "Мониторинг приема в 1-й класс"
+    limits: Limits = field(default_factory=Limits.from_env)
+
+    def parse_cache(self):
+        """The shared cache of parsed files under the output folder (see admission.parse_cache), pruned."""
+        from .parse_cache import ParseCache
+
+        cache = ParseCache(self.output_dir / "cache" / "parsed")
+        cache.prune()
+        return cache
+
+
+def thaws_heap(fn: Callable) -> Callable:
+    """A job that freezes the heap after loading its data gives the objects back to the GC when it ends."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .reader import thaw_heap
+
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            thaw_heap()
+
+    return wrapper
+
+
+def ingest(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
+    """Read the data folder once (unchanged files reused), run the row rules once, write the snapshot."""
+    from . import snapshot
+    from .registry import informing_stages
+
+    if settings.data_dir is None:
+        raise ValueError("no data folder configured")
+    cache = settings.parse_cache()
+    snap = snapshot.take(settings.data_dir, settings.output_dir, plan.id, as_of, informing_stages(plan),
+                         settings.limits, cache)
+    summary = snap.summary() | {"parsed": cache.misses, "reused": cache.hits}
+    log.info("snapshot of plan %s for %s: %s", plan.id, as_of, summary)
+    for kind in ("added", "changed", "removed"):
+        for path in snap.changes.get(kind, [])[:20]:
+            log.info("file %s: %s", kind, path)
+    return summary
+
+
+def load_snapshot(settings: Settings, plan: Plan, as_of: dt.date, datasets: list[str] | None = None):
+    from . import snapshot
+
+    return snapshot.load(settings.output_dir, plan.id, as_of, datasets)
+
+
+@thaws_heap
+def check_stage(settings: Settings, plan: Plan, stage_no: int, as_of: dt.date) -> dict:
+    """One stage's status for every concerned organization, from the snapshot; stored; returns counts."""
+    from .reader import freeze_heap
+    from .registry import datasets_of
+    from .stages import evaluate_stage, summarize
+    from .store import save_stage
+
+    stage = plan.stage(stage_no)
+    snap = load_snapshot(settings, plan, as_of, datasets_of(stage.check))
+    freeze_heap()
+    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation)
+    save_stage(settings.store_url, plan.id, stage.number, as_of, outcome.results, outcome.findings)
+    counts = summarize(outcome.results)
+    # Counts and file positions only: the log never carries names or e-mails.
+    log.info("plan %s stage %s as of %s: %s", plan.id, stage.number, as_of, counts)
+    for f in outcome.findings[:50]:
+        log.info("data problem: %s, row %s, column %s", f.file, f.row, f.column)
+    if len(outcome.findings) > 50:
+        log.warning("... and %d more data problems (see the store)", len(outcome.findings) - 50)
+    return {"plan_id": plan.id, "stage": stage.number, "as_of": as_of.isoformat(), **counts,
+            "findings": len(outcome.findings)}
+
+
+@thaws_heap
+def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool) -> dict:
+    """Decide who gets what today, render every digest and record it in the outbox."""
+    from .mail import render_all
+    from .notify import KINDS, plan_digests
+    from .outbox import enqueue
+    from .reader import freeze_heap
+    from .store import load_results
+    from .workdays import WorkCalendar
+
+    if not WorkCalendar.for_plan(plan).is_working_day(as_of):
+        log.info("%s is a day off: no mail", as_of)
+        return {"as_of": as_of.isoformat(), "day_off": True, "digests": 0}
+    results = load_results(settings.store_url, plan.id, as_of)
+    if results.empty:
+        log.warning("no stage results stored for plan %s on %s: run the stage DAGs first", plan.id, as_of)
+        return {"as_of": as_of.isoformat(), "digests": 0}
+    data = load_snapshot(settings, plan, as_of, ["operators"]).data
+    freeze_heap()
+    digests = plan_digests(plan, as_of, results, data)
+    messages = render_all(digests, plan, settings.from_email, settings.from_name)
+    counts = enqueue(settings.store_url, plan.id, as_of, messages, dry_run=dry_run, supersedes=KINDS)
+    by_kind: dict[str, int] = {}
+    for d in digests:
+        by_kind[d.kind] = by_kind.get(d.kind, 0) + 1
+    log.info("plan %s on %s: %d digests %s (%s)", plan.id, as_of, len(digests), by_kind, counts)
+    return {"as_of": as_of.isoformat(), "digests": len(digests), **by_kind, **counts}
+
+
+def deliver(settings: Settings, plan: Plan, as_of: dt.date, transport, kinds: tuple[str, ...],
+            owner: str | None = None) -> dict:
+    """Send what the outbox holds for the day through ``transport`` (SMTP or .eml files)."""
+    from .outbox import deliver as deliver_outbox
+
+    return deliver_outbox(settings.store_url, plan.id, as_of, transport, kinds=kinds, owner=owner)
+
+
+def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, preview: str | None = None) -> dict:
+    """Tables, chart, workbook and Data Docs for the day; the mail goes to the outbox (kind `report`)."""
+    from . import report as rep
+    from .notify import Directory, digest_key
+    from .outbox import enqueue, undelivered
+    from .registry import informing_stages
+    from .store import load_findings, load_history, load_results, previous_date
+    from .workdays import WorkCalendar
+
+    if not WorkCalendar.for_plan(plan).is_working_day(as_of):
+        log.info("%s is a day off: no report", as_of)
+        return {"as_of": as_of.isoformat(), "day_off": True}
+    url = settings.store_url
+    today = load_results(url, plan.id, as_of)
+    if today.empty:
+        raise RuntimeError(f"no stage results stored for plan {plan.id} on {as_of}: run the stage DAGs first")
+    prev = previous_date(url, plan.id, as_of)
+    previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
+    snap = load_snapshot(settings, plan, as_of)  # every dataset: the Data Docs show them all
+    folder = settings.output_dir / "reports" / plan.id / as_of.isoformat()
+    report = rep.build(plan, as_of, today, previous, prev, snap.data.frames["organizations"],
+                       load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev),
+                       files_changed=snap.changes)
+    if report.unjudged:
+        log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
+    png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")
+    xlsx = rep.workbook(report, today, folder / f"report_{plan.id}_{as_of.isoformat()}.xlsx")
+    docs = None
+    try:
+        docs = rep.data_docs(snap.data.frames, folder / "data_docs", informing_stages(plan))
+    except Exception as exc:  # the report must not be lost for the sake of the docs
+        log.warning("GX Data Docs not built: %s", exc)
+    recipients = Directory(snap.data).roiv
+    link = docs.as_uri() if docs else None
+    messages = []
+    for person in recipients:
+        msg = rep.render_email(report, person, settings.from_email, settings.from_name, png, xlsx, link)
+        messages.append((digest_key(plan.id, as_of, "report", person.email), "report", msg))
+    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("report",))
+    log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
+    return {"as_of": as_of.isoformat(), "folder": str(folder), "recipients": len(recipients), **counts}
+
+
+def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool) -> dict:
+    """Consolidate and check the operator lists, keep the day's list, prepare the request to РЦОКО.
+
+    A set of changes counts as requested once its mail was delivered (the outbox says so), not when it
+    was prepared: a request whose sending failed is sent by the next run of any date, and a different
+    set of changes replaces an unsent older one (``enqueue(..., supersedes=("request",))``).
+    """
+    from . import operators as opmod
+    from .mail import render_request, request_key
+    from .notify import Directory
+    from .outbox import delivered_request, enqueue
+    from .store import save_operator_snapshot
+
+    url = settings.store_url
+    data = load_snapshot(settings, plan, as_of, ["operators", "accounts"]).data
+    ops = opmod.consolidated(data)
+    findings = [f for f in data.findings if f.dataset in ("operators", "accounts")] + opmod.validate(data)
+    save_operator_snapshot(url, plan.id, as_of, ops)
+    folder = settings.output_dir / "operators" / plan.id / as_of.isoformat()
+    opmod.consolidated_workbook(ops, findings, folder / f"operators_{as_of.isoformat()}.xlsx")
+    diff = opmod.diff_accounts(data, findings)
+    changes = opmod.changes_of(diff)
+    summary = {"as_of": as_of.isoformat(), "operators": len(ops), "problems": len(findings),
+               **{k: int(v) for k, v in diff["action"].value_counts().items()}, "folder": str(folder)}
+    if changes.empty:
+        if not dry_run:  # an unsent request for changes nobody needs any more is not sent late
+            enqueue(url, plan.id, as_of, [], supersedes=("request",))
+        log.info("operator lists: no changes to request (%s)", summary)
+        return summary | {"request": None}
+    digest = opmod.change_hash(changes)
+    known = delivered_request(url, plan.id, request_key(plan.id, digest, ""))
+    if known:
+        log.info("the same set of changes was delivered to РЦОКО on %s: no new request", known["sent_on"])
+        return summary | {"request": known["path"], "already_requested_on": str(known["as_of"])}
+    xlsx = opmod.request_workbook(changes, data, as_of, folder / f"request_{as_of.isoformat()}.xlsx")
+    records = changes.astype(object).where(changes.notna(), None).to_dict("records")
+    messages = [
+        (request_key(plan.id, digest, p.email), "request",
+         render_request(plan, as_of, p, records, list(changes["org_id"]), xlsx, digest, settings.from_email,
+                        settings.from_name))
+        for p in Directory(data).rcoko
+    ]
+    counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("request",))
+    log.info("request to РЦОКО: %d changes, %d recipients (%s)", len(changes), len(messages), counts)
+    return summary | {"request": str(xlsx), "changes": len(changes)}

@@ -1,0 +1,61 @@
+"""The check registry: every check a plan can name, with the datasets it reads and the function that runs it.
+
+A plan's stage says ``check: <name>``; everything that depends on *which* stage does what (the datasets
+a check reads, which stages the operator request to РЦОКО concerns, which stages informing rows may
+name) comes from here and from the plan, never from a stage number written in Python, so a plan with
+renumbered or reordered stages works. The functions are named, not imported: the plan is validated at
+DAG parse time, where pandas must not be imported (``run`` imports :mod:`admission.stages`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    datasets: tuple[str, ...]  # besides the registry of organizations, which every check reads
+    function: str  # the name of a function of admission.stages: (Context, orgs) -> complete, missing[, overdue]
+    title: str  # Russian, for the DAG docs
+
+    def run(self) -> Callable:
+        from admission import stages
+
+        return getattr(stages, self.function)
+
+
+CHECKS: dict[str, Check] = {c.name: c for c in (
+    Check("esia_informing", ("informing",), "check_esia_informing", "информирование о регистрации в ЕСИА"),
+    Check("public_information", ("informing",), "check_public_information",
+          "информация на сайте и стенде (строки informing этого этапа)"),
+    Check("parent_meetings", ("informing",), "check_parent_meetings",
+          "родительские собрания с протоколами (строки informing этого этапа)"),
+    Check("module_staff", ("module_staff",), "check_module_staff", "ответственные МООУСО за модуль"),
+    Check("operators", ("operators",), "check_operators", "списки главных операторов и операторов ОО"),
+    Check("accounts", ("operators", "accounts"), "check_accounts", "учетные записи операторов, выданные РЦОКО"),
+    Check("school_data", ("school_cards", "first_grade_classes", "operators"), "check_school_data",
+          "карточка ОО и 1-е классы"),
+    Check("approvals", ("approvals",), "check_approvals", "утверждение сведений МООУСО"),
+)}
+
+# The operator request to РЦОКО is about the stages whose checks these are (list, then accounts).
+REQUEST_CHECKS = ("operators", "accounts")
+# The stage that issues the accounts: its deadline is the request's deadline.
+REQUEST_DEADLINE_CHECK = "accounts"
+
+
+def datasets_of(check: str) -> list[str]:
+    return list(CHECKS[check].datasets)
+
+
+def stages_with(plan, checks: tuple[str, ...]) -> list:
+    """The plan's stages whose check is one of ``checks``, by number."""
+    return sorted((s for s in plan.stages if s.check in checks), key=lambda s: s.number)
+
+
+def informing_stages(plan) -> tuple[int, ...]:
+    """Stage numbers an ``informing`` row may name: the plan's stages whose check reads informing."""
+    return tuple(s.number for s in sorted(plan.stages, key=lambda s: s.number)
+                 if "informing" in CHECKS[s.check].datasets)

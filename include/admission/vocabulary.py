@@ -1,0 +1,60 @@
+"""The product's codes as enums: one spelling for statuses, mail kinds, delivery states and roles.
+
+They are ``StrEnum``: a member *is* its code string, so the store, the outbox, the mail headers
+(``X-Admission-Kind``) and plan files keep the contract's spelling, and comparisons with the stored
+strings hold. Their Russian labels are in :mod:`admission.labels`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """An organization's state on a stage as of a date."""
+
+    COMPLETE = "complete"
+    LAGGING = "lagging"
+    OVERDUE = "overdue"
+
+
+class MailKind(StrEnum):
+    REMINDER = "reminder"
+    OVERDUE = "overdue"
+    ESCALATION = "escalation"
+    REPORT = "report"
+    REQUEST = "request"
+    RECEIPT = "receipt"
+
+
+# The digests compose_digests decides each day (the report and the request have their own jobs).
+DIGEST_KINDS = (MailKind.REMINDER, MailKind.OVERDUE, MailKind.ESCALATION)
+
+
+class Delivery(StrEnum):
+    """A message's state in the outbox."""
+
+    PENDING = "pending"
+    DRY_RUN = "dry_run"
+    SENDING = "sending"
+    WRITTEN = "written"
+    SENT = "sent"
+    REFUSED = "refused"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
+class ResponsibleRole(StrEnum):
+    """Who receives the reminder / overdue notice for an organization (contract section 3)."""
+
+    HEAD = "head"
+    CHIEF_OPERATORS = "chief_operators"
+    CURATOR = "curator"
+    RCOKO_HEAD = "rcoko_head"
+
+
+class EscalationRole(StrEnum):
+    """Who receives the escalation of an organization's overdue lag."""
+
+    MOOYSO_HEAD = "mooyso_head"
+    ROIV_HEAD = "roiv_head"
