@@ -230,3 +230,15 @@ def postgres_url():
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+def take_snapshot(data_dir: Path, output_dir: Path, as_of: str, plan_file: str = "2020-2021.yaml") -> dict:
+    """What the day's ``ingest_<plan>`` DAG does before the checks: the snapshot the stage, mail, report and
+    operator DAGs read (they never read the data folder)."""
+    import datetime as dt
+
+    from admission import jobs
+    from admission.plan import load_plan
+
+    settings = jobs.Settings(data_dir=Path(data_dir), output_dir=Path(output_dir), store_url="sqlite://")
+    return jobs.ingest(settings, load_plan(REPO / "include" / "plans" / plan_file), dt.date.fromisoformat(as_of))

@@ -11,7 +11,7 @@ from unittest import mock  # noqa: F401
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import airflow_env, set_airflow_env
+from conftest import airflow_env, set_airflow_env, take_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 PLANS = ("2020_2021", "2027_2028")
@@ -133,6 +133,7 @@ def test_dag_test_run_of_stage_5_on_the_demo_region(airflow_db, demo_dir, tmp_pa
 
     monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(demo_dir))
     monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path))
+    take_snapshot(demo_dir, tmp_path, "2019-12-18")
     dag = dagbag.dags["check_2020_2021_stage_5"]
     logical = dt.datetime(2019, 12, 18, 7, 0, tzinfo=dt.timezone(dt.timedelta(hours=3)))
     run = dag.test(logical_date=logical)
@@ -155,6 +156,7 @@ def test_manual_run_for_a_date_outside_the_campaign_is_refused_not_silently_gree
                                                                                  monkeypatch, dagbag):
     monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_DATA_DIR", str(demo_dir))
     monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_OUTPUT_DIR", str(tmp_path))
+    take_snapshot(demo_dir, tmp_path, "2019-12-18")
     dag = dagbag.dags["check_2020_2021_stage_2"]
     # Logical date today (years after the campaign), as the trigger form proposes: the run does its work...
     run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": "2019-12-18"})
@@ -217,6 +219,7 @@ def test_notify_dag_delivers_to_smtp_once_across_reruns(airflow_db, demo_data, d
         out = evaluate_stage(plan, stage, demo_data, day)
         save_stage(url, plan.id, stage.number, day, out.results, out.findings)
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink, from_name="Мониторинг")
+    take_snapshot(demo_dir, tmp_path, day.isoformat())
     dag = dagbag.dags["notify_2020_2021"]
     run = dag.test(logical_date=dt.datetime(2019, 12, 17, 4, tzinfo=dt.UTC), run_conf={"as_of": day.isoformat()})
     assert "success" in str(run.state)

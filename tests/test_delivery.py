@@ -26,7 +26,7 @@ from admission.outbox import (
     smtp_settings,
     undelivered,
 )
-from conftest import registry, set_airflow_env, write_csv
+from conftest import registry, set_airflow_env, take_snapshot, write_csv
 
 D1, D2 = dt.date(2019, 12, 18), dt.date(2019, 12, 19)
 OWNER = "notify_2020_2021.send_digests.scheduled__2019-12-18T04:00:00+00:00"
@@ -183,6 +183,7 @@ def test_a_request_recorded_while_smtp_is_down_is_sent_on_the_next_date_and_the_
         task.retries = 0
 
     def run(day: str) -> dict[str, str]:
+        take_snapshot(data_dir, tmp_path / "out", day)
         r = dag.test(logical_date=dt.datetime.fromisoformat(day + "T04:00:00+00:00"),
                      run_conf={"as_of": day, "dry_run": False})
         return {"run": str(r.state), **{ti.task_id: str(ti.state) for ti in r.get_task_instances()}}

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import REPO, set_airflow_env
+from conftest import REPO, set_airflow_env, take_snapshot
 
 PLANS = REPO / "include" / "plans"
 
@@ -146,6 +146,7 @@ def test_a_dry_run_then_the_real_day_sends_only_the_real_days_mail(airflow_db, d
             out = evaluate_stage(plan, stage, demo_data, day)
             save_stage(url, plan.id, stage.number, day, out.results, out.findings)
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
+    take_snapshot(demo_dir, tmp_path, "2019-12-17")
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["notify_2020_2021"]
     logical = dt.datetime(2019, 12, 17, 4, tzinfo=dt.UTC)
     for as_of in ("2019-12-18", "2019-12-17"):  # a preview of two days

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from admission import operators as opmod
 from admission.reader import read_data_folder
-from conftest import registry, set_airflow_env, write_csv, write_xlsx
+from conftest import registry, set_airflow_env, take_snapshot, write_csv, write_xlsx
 from openpyxl import load_workbook
 
 OPS = ["ФИО", "Должность", "Роль", "E-mail"]
@@ -122,6 +122,7 @@ def test_collect_operators_dag_sends_the_request_once_per_set_of_changes(airflow
     dag = DagBag(dag_folder=str(Path(__file__).parents[1] / "dags")).dags["collect_operators_2020_2021"]
 
     def run(day: str):
+        take_snapshot(data_dir, tmp_path / "out", day)
         r = dag.test(logical_date=dt.datetime.fromisoformat(day + "T04:00:00+00:00"), run_conf={"as_of": day})
         assert "success" in str(r.state)
 

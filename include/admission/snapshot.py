@@ -29,6 +29,7 @@ import logging
 import os
 import pickle
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 KEEP_DAYS = 14
+RACY_NS = 2 * 10**9
 
 
 class NoSnapshot(RuntimeError):
@@ -56,6 +58,7 @@ class Snapshot:
     taken_at: str
     root: str
     data: DataFolder
+    started_ns: int  # when the read began (time.time_ns()): the next read trusts older modification times
     failures: pd.DataFrame  # GX row failures (admission.rules.FAILURE_COLUMNS)
     files: list[FileRecord] = field(default_factory=list)
     changes: dict[str, list[str]] = field(default_factory=dict)  # added / changed / removed, vs the previous day
@@ -116,13 +119,19 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     dated = _dated(output, plan_id)
     newest = max(dated, key=lambda d: (d[1] / "manifest.json").stat().st_mtime if (d[1] / "manifest.json").exists()
                  else 0, default=None)
-    reuse = _records(_manifest(newest[1])) if newest else {}
+    started_ns = time.time_ns()
+    last = _manifest(newest[1]) if newest else None
+    # A file modified shortly before the last read began may have changed again within the file system's
+    # timestamp granularity without changing its size ("racy" entries, as git calls them): read it again.
+    settled = (last or {}).get("started_ns", 0) - RACY_NS
+    reuse = {p: r for p, r in _records(last).items() if r.mtime_ns < settled}
     yesterday = [p for d, p in dated if d < as_of]
     before = _records(_manifest(yesterday[-1])) if yesterday else {}
     files: list[FileRecord] = []
     data = read_data_folder(root, limits=limits, cache=cache, previous=reuse, files=files)
     validation = validate_rows(data.frames, informing_stages)
     snap = Snapshot(plan_id, as_of, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), str(root), data,
+                    started_ns,
                     validation.failures, files, changes_between(before, files) if yesterday else
                     {"added": sorted(r.path for r in files), "changed": [], "removed": []})
     write(snap, output)
@@ -144,7 +153,7 @@ def write(snap: Snapshot, output: Path) -> Path:
         pickle.dump({"format": FORMAT, "datasets": list(snap.data.frames), "findings": snap.data.findings,
                      "failures": snap.failures}, fh, protocol=pickle.HIGHEST_PROTOCOL)
     manifest = {"format": FORMAT, "plan_id": snap.plan_id, "as_of": snap.as_of.isoformat(), "taken_at": snap.taken_at,
-                "root": snap.root, "changes": snap.changes, "files": [asdict(r) for r in snap.files]}
+                "started_ns": snap.started_ns, "root": snap.root, "changes": snap.changes, "files": [asdict(r) for r in snap.files]}
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     old = final.with_name(f".{final.name}.{os.getpid()}.old")
     if final.exists():
@@ -187,7 +196,7 @@ def load(output: Path, plan_id: str, as_of: dt.date, datasets: list[str] | None 
         failures = failures[failures["dataset"].isin(list(frames))].reset_index(drop=True)
     data = DataFolder(Path(manifest["root"]), frames, findings)
     return Snapshot(plan_id, dt.date.fromisoformat(manifest["as_of"]), manifest["taken_at"], manifest["root"], data,
-                    failures, list(_records(manifest).values()), manifest.get("changes", {}))
+                    manifest.get("started_ns", 0), failures, list(_records(manifest).values()), manifest.get("changes", {}))
 
 
 def prune(output: Path, plan_id: str, keep_days: int = KEEP_DAYS) -> None:
