@@ -1,10 +1,11 @@
 """`admission bench`: the code the DAG tasks run, in-process and in their order, phase by phase.
 
-Phases: read the data folder, validate rows (GX), compute and store the stage
-results, decide recipients, render every digest, write the outbox (SQLite, no
-SMTP), build the report (tables, chart, workbook, GX Data Docs). Each phase
-reports wall seconds and its peak RSS (sampled). After reading, the heap is
-frozen as the tasks do (see :func:`admission.reader.freeze_heap`).
+Phases are the jobs of :mod:`admission.jobs` the DAG tasks run, in-process: ingest (read the folder,
+row rules, write the snapshot), the stage checks, the digests (recipients, rendering, outbox; no
+SMTP), the report (tables, chart, workbook, GX Data Docs), the operator lists. Each phase reports wall
+seconds and its peak RSS (sampled). Then the real path: ``admission day --dry-run`` (every DAG through
+Airflow, in its own process) on a copy of the same data, first day and next day with 1 % of the
+per-organization files changed, with the ratio of the real path to the in-process day.
 `floor_ratio` compares the GX validation with a plain vectorized pandas
 implementation of the same rules on the same frames, which must find exactly
 the same failures. Extras: DAG parse time in a fresh interpreter, and
@@ -23,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -105,67 +105,86 @@ def _phase(results: dict, name: str, fn, rows: int | None = None):
 
 
 def run_day(data_dir: Path, work: Path) -> dict:
-    """One campaign day through the task code, phase by phase."""
-    from . import report as rep
-    from .mail import render_all
-    from .notify import plan_digests
-    from .outbox import enqueue
+    """One campaign day through the jobs the DAG tasks run (admission.jobs), in their order, in-process."""
+    from . import jobs
     from .plan import load_plan
-    from .reader import freeze_heap, read_data_folder, thaw_heap
+    from .reader import thaw_heap
+    from .registry import informing_stages
     from .rules import validate_rows
-    from .stages import evaluate_stage
-    from .store import load_findings, load_history, load_results, save_stage
+    from .store import load_results
 
     plan = load_plan(REPO / "include" / "plans" / "2020-2021.yaml")
-    url = f"sqlite:///{work / 'bench.db'}"
+    settings = jobs.Settings(data_dir=data_dir, output_dir=work / "out", store_url=f"sqlite:///{work / 'bench.db'}",
+                             from_email="monitor@region.example")
     phases: dict[str, dict] = {}
     total_start = time.perf_counter()
     with PeakRSS() as total_rss:
-        data = _phase(phases, "read", lambda: read_data_folder(data_dir))
-        rows = sum(len(f) for f in data.frames.values())
-        freeze_heap()  # as the tasks do after reading
-        phases["read"]["rows_per_s"] = round(rows / phases["read"]["wall_s"])
-        import great_expectations  # noqa: F401  (import cost is not validation cost)
-
-        validation = _phase(phases, "validate", lambda: validate_rows(data.frames), rows)
-        floor = _phase(phases, "validate_floor", lambda: floor_failures(data.frames), rows)
-        gx = {(d, int(i), c) for d, i, c in zip(validation.failures["dataset"], validation.failures["index"],
-                                                validation.failures["column"], strict=True)}
-
-        def stages():
-            parts = []
-            for stage in plan.stages:
-                out = evaluate_stage(plan, stage, data, AS_OF, validation)
-                save_stage(url, plan.id, stage.number, AS_OF, out.results, out.findings)
-                parts.append(out.results)
-            return pd.concat(parts, ignore_index=True)
-
-        results = _phase(phases, "stages", stages)
-        digests = _phase(phases, "recipients", partial(plan_digests, plan, AS_OF, results, data), len(results))
-        messages = _phase(phases, "render", partial(render_all, digests, plan, "monitor@region.example"), len(digests))
-        _phase(phases, "outbox", partial(enqueue, url, plan.id, AS_OF, messages), len(messages))
-        n_results, n_digests = len(results), len(digests)
-        del results, digests, messages  # the report task is another process: it has none of these
-
-        def report():
-            today = load_results(url, plan.id, AS_OF)
-            r = rep.build(plan, AS_OF, today, today.iloc[0:0], None, data.frames["organizations"],
-                          load_findings(url, plan.id, AS_OF))
-            rep.chart(plan, load_history(url, plan.id, AS_OF), AS_OF, work / "chart.png")
-            rep.workbook(r, today, work / "report.xlsx")
-            rep.data_docs(data.frames, work / "data_docs")
-
-        _phase(phases, "report", report)
+        _phase(phases, "ingest", lambda: jobs.ingest(settings, plan, AS_OF))
+        _phase(phases, "stages", lambda: [jobs.check_stage(settings, plan, s.number, AS_OF) for s in plan.stages])
+        digests = _phase(phases, "digests", lambda: jobs.compose_digests(settings, plan, AS_OF, dry_run=True))
+        _phase(phases, "report", lambda: jobs.build_report(settings, plan, AS_OF, dry_run=True))
+        _phase(phases, "operators", lambda: jobs.collect_operators(settings, plan, AS_OF, dry_run=True))
         thaw_heap()
     total = time.perf_counter() - total_start
+    # The row rules alone, against their plain pandas twin, on the snapshot's frames (not part of the day).
+    data = jobs.load_snapshot(settings, plan, AS_OF).data
+    rows = sum(len(f) for f in data.frames.values())
+    import great_expectations  # noqa: F401  (import cost is not validation cost)
+
+    validation = _phase(phases, "validate", lambda: validate_rows(data.frames, informing_stages(plan)), rows)
+    floor = _phase(phases, "validate_floor", lambda: floor_failures(data.frames), rows)
+    gx = {(d, int(i), c) for d, i, c in zip(validation.failures["dataset"], validation.failures["index"],
+                                            validation.failures["column"], strict=True)}
     phases["validate"]["floor_ratio"] = round(phases["validate"]["wall_s"] / phases["validate_floor"]["wall_s"], 2)
     return {
-        "rows": rows, "organizations": len(data.frames["organizations"]), "stage_results": n_results,
-        "digests": n_digests, "row_failures": len(gx),
+        "rows": rows, "organizations": len(data.frames["organizations"]),
+        "stage_results": len(load_results(settings.store_url, plan.id, AS_OF)),
+        "digests": digests["digests"], "row_failures": len(gx),
         "floor_agrees": gx == floor, "floor_ratio": phases["validate"]["floor_ratio"],
         "phases": phases, "total": {"wall_s": round(total, 3), "peak_rss_mb": round(total_rss.peak / 2**20, 1),
                                     "rows_per_s": round(rows / total)},
     }
+
+
+def _timed_day(env: dict[str, str], day: dt.date) -> dict:
+    """`admission day DAY --dry-run` in its own process: wall time and the peak RSS of the largest process
+    of its tree (os.wait4 reports the maximum over the child and the children it waited for)."""
+    cmd = [sys.executable, "-m", "admission.cli", "day", day.isoformat(), "--dry-run"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"admission day {day} failed:\n{out.decode(errors='replace')[-3000:]}")
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def real_path(data_dir: Path, work: Path, changed_fraction: float = 0.01) -> dict:
+    """The path users run: every DAG of the day through Airflow (``admission day --dry-run``), on a copy of
+    the data; then the next day with ``changed_fraction`` of the per-organization files changed."""
+    import shutil
+
+    from .demo_scale import change
+
+    data = work / "real-data"
+    shutil.copytree(data_dir, data)
+    home = work / "airflow"
+    home.mkdir()
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW_VAR_ADMISSION_DATA_DIR": str(data),
+           "AIRFLOW_VAR_ADMISSION_OUTPUT_DIR": str(work / "real-out"), "GX_ANALYTICS_ENABLED": "false",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    env.pop("AIRFLOW_CONN_ADMISSION_SMTP", None)
+    env.pop("AIRFLOW_CONN_ADMISSION_DB", None)
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True,
+                   capture_output=True)
+    first = _timed_day(env, AS_OF)
+    changed = change(data, changed_fraction, seed=1) if (data / "operators").is_dir() else []
+    time.sleep(0.01)
+    nxt = _timed_day(env, AS_OF + dt.timedelta(days=1)) | {"changed_files": len(changed)}
+    return {"first_day": first, "next_day": nxt}
 
 
 def dag_parse_seconds(repeats: int = 3) -> float:
@@ -266,6 +285,9 @@ def main(args) -> int:
                     generate_scaled(data_dir, scale)
         result = {"scale": scale, "as_of": AS_OF.isoformat(), "date_measured": dt.date.today().isoformat(),
                   "cpus": os.cpu_count(), **run_day(data_dir, work)}
+        if not getattr(args, "skip_real", False):
+            result["real_path"] = real_path(data_dir, work)
+            result["real_path"]["ratio"] = round(result["real_path"]["first_day"]["wall_s"] / result["total"]["wall_s"], 2)
         if not args.skip_extras:
             result["dag_parse_s"] = dag_parse_seconds()
             result["smtp"] = smtp_throughput(args.messages if scale != "tiny" else 200)

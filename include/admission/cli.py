@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--data", help="an existing data folder (default: generated into a cache folder)")
     bench.add_argument("--skip-extras", action="store_true", help="skip the DAG parse and SMTP measurements")
+    bench.add_argument("--skip-real", action="store_true",
+                       help="skip the real path (admission day --dry-run through Airflow, first and next day)")
     bench.add_argument("--messages", type=int, default=10000, help="digests to send to the loopback SMTP server")
     bench.set_defaults(func=_bench)
 
