@@ -57,6 +57,20 @@ def print_mail_summary(day: dt.date, plan, url: str) -> None:
         print(f"Отчет для министерства (график, Excel, Data Docs): {reports}")
 
 
+def print_snapshot_summary(day: dt.date, plan) -> None:
+    from admission import snapshot
+    from admission.adapter.config import output_dir
+    from admission.labels import FILE_CHANGE_RU
+
+    try:
+        snap = snapshot.load(output_dir(), plan.id, day, datasets=[])
+    except snapshot.NoSnapshot as exc:
+        print(f"Снимок данных: {exc}")
+        return
+    changes = ", ".join(f"{label} {len(snap.changes.get(kind, []))}" for kind, label in FILE_CHANGE_RU.items())
+    print(f"Снимок данных на {snap.as_of.isoformat()}: файлов {len(snap.files)}; с прошлого дня: {changes}")
+
+
 SHOWN_PROBLEMS = 30
 
 
@@ -81,6 +95,7 @@ def print_summary(day: dt.date, plans: list) -> None:
                 continue
             print(f"{stage.number:>4}  {deadline:10}  {counts.get('complete', 0):>9}  {counts.get('lagging', 0):>7}  "
                   f"{counts.get('overdue', 0):>10}  {stage.title}")
+        print_snapshot_summary(day, plan)
         problems = load_findings(url, plan.id, day)
         if len(problems):
             print(f"Проблемы данных: {len(problems)} в {problems['file'].nunique()} файлах")
