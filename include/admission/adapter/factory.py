@@ -266,12 +266,12 @@ def build_notify_dag(plan: Plan) -> DAG:
     return build_followup_dag(
         plan, notify_dag_id(plan), f"{plan.id}: напоминания, уведомления о просрочке, эскалация",
         f"### Рассылка по кампании {plan.id}\n\n"
-        "Runs when every stage DAG of the plan has stored its results for the day (Assets). Decides who gets "
-        f"a reminder (inside the last {plan.reminder_working_days} working days before a deadline), an overdue "
-        "notice and an escalation; renders one digest per recipient per kind; records each in the outbox before "
-        "sending; sends over the `admission_smtp` connection, or writes `.eml` files under "
-        "`admission_output_dir/mail` when there is none. Nothing is mailed on a day off. Re-running a day sends "
-        "nothing twice. Params: `as_of`, `dry_run`.",
+        "Запускается, когда все DAG этапов плана сохранили результаты дня (Assets). Решает, кто получает "
+        f"напоминание (в последние {plan.reminder_working_days} рабочих дней до срока), уведомление о просрочке "
+        "и эскалацию; готовит одно письмо каждому получателю каждого вида; записывает каждое в очередь "
+        "(outbox) до отправки; отправляет через подключение `admission_smtp`, а без него пишет файлы `.eml` в "
+        "`admission_output_dir/mail`. В выходной день писем нет. Повторный запуск дня ничего не отправляет "
+        "дважды. Параметры: `as_of`, `dry_run`.",
         after_stages(plan), "compose_digests", "send_digests", ("reminder", "overdue", "escalation"))
 
 
@@ -279,11 +279,11 @@ def build_report_dag(plan: Plan) -> DAG:
     return build_followup_dag(
         plan, report_dag_id(plan), f"{plan.id}: ежедневный отчет для министерства",
         f"### Ежедневный отчет по кампании {plan.id}\n\n"
-        "Runs when every stage DAG of the plan has stored its results for the day (Assets), on working days. "
-        "Writes under `admission_output_dir/reports/<plan>/<date>/`: the progress chart (PNG), the XLSX "
-        "workbook (a sheet per stage, a sheet of data problems) and GX Data Docs; mails the HTML report "
-        "(kind `report`, chart inline, workbook attached) to the ministry's (`РОИВ`) head e-mail(s) "
-        "through the same outbox as the other mail. Params: `as_of`, `dry_run`.",
+        "Запускается, когда все DAG этапов плана сохранили результаты дня (Assets), в рабочие дни. "
+        "Пишет в `admission_output_dir/reports/<план>/<дата>/`: график хода (PNG), книгу Excel (лист на "
+        "каждый этап, лист проблем данных, лист изменений файлов) и GX Data Docs; отправляет отчет в HTML "
+        "(вид `report`, график в тексте, книга во вложении) на адреса руководителя РОИВ (министерства) "
+        "через ту же очередь, что и остальные письма. Параметры: `as_of`, `dry_run`.",
         after_stages(plan), "build_report", "send_report", ("report",))
 
 
@@ -291,13 +291,13 @@ def build_operators_dag(plan: Plan) -> DAG:
     return build_followup_dag(
         plan, operators_dag_id(plan), f"{plan.id}: списки операторов ОО и заявка в РЦОКО ({request_stages(plan)})",
         f"### Списки операторов и заявка в РЦОКО, кампания {plan.id}\n\n"
-        "Runs on the day's snapshot of the data folder (and by hand): collects the schools' operator forms (`operators/` "
-        "per-school files or one `operators` file), checks every row and school (chief operator at deputy "
-        "director level or higher, e-mails, duplicates, one chief operator per person, name form), keeps the "
-        "day's consolidated list in the store and as XLSX under `admission_output_dir/operators/`, compares "
-        "it with the `accounts` dataset and, when there are changes not yet requested, writes the request "
-        "XLSX and mails it to the regional center (kind `request`). The same set of changes is never "
-        "requested twice. Params: `as_of`, `dry_run`.",
+        "Запускается по снимку данных дня (и вручную): собирает формы операторов школ (файлы по школам в "
+        "`operators/` или один файл `operators`), проверяет каждую строку и школу (главный оператор не ниже "
+        "заместителя директора, e-mail, повторы, один главный оператор на человека, форма ФИО), сохраняет "
+        "сводный список дня в хранилище и в XLSX в `admission_output_dir/operators/`, сравнивает его с "
+        "набором `accounts` и, если есть еще не заявленные изменения, готовит XLSX-заявку и отправляет ее "
+        "в региональный центр (вид `request`). Один и тот же набор изменений не заявляется дважды. "
+        "Параметры: `as_of`, `dry_run`.",
         [snapshot_asset(plan)], "collect_operators", "send_request", ("request",))
 
 
