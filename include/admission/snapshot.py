@@ -37,7 +37,7 @@ import pandas as pd
 
 from .ingest import Limits
 from .parse_cache import ParseCache
-from .reader import DataFolder, FileRecord, Finding, read_data_folder
+from .reader import DataFolder, FileRecord, read_data_folder
 from .rules import Validation
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,3 @@ def prune(output: Path, plan_id: str, keep_days: int = KEEP_DAYS) -> None:
     """Keep the last ``keep_days`` snapshots of a plan (each is the whole folder's rows)."""
     for _, path in _dated(output, plan_id)[:-keep_days]:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def findings_of(snap: Snapshot) -> list[Finding]:
-    return list(snap.data.findings)
