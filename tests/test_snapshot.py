@@ -108,6 +108,7 @@ def test_a_changed_added_or_removed_file_changes_exactly_its_rows(school_folder,
     day2 = AS_OF + dt.timedelta(days=1)
     summary = jobs.ingest(settings, plan, day2)
     assert reads == [] and summary["changed"] == summary["added"] == summary["removed"] == 0
+    assert summary["validated_rows"] == 0 and summary["row_failures"] == len(before.failures) > 0  # verdicts kept
 
     per_org = [p for d in ("operators", "informing") for p in (data / d).iterdir()]
     changed = demo_scale.change(data, 1 / len(per_org), seed=3)  # one file
@@ -117,10 +118,11 @@ def test_a_changed_added_or_removed_file_changes_exactly_its_rows(school_folder,
     removed.unlink()
     school = next(p.stem for p in ops if not (data / "informing" / f"{p.stem}.csv").exists())
     new = f"informing/{school}.csv"
-    (data / new).write_text(f"Код;Этап;Канал;Дата;Темы\n{school};1;рассылка;10.01.2020;ЕСИА\n", encoding="utf-8")
+    (data / new).write_text(f"Код;Этап;Канал;Дата;Темы\n{school};1;рассылка;10.01.2020;ЕСИА\n"
+                            f"{school};1;голубиная почта;11.01.2020;ЕСИА\n", encoding="utf-8")
     day3 = AS_OF + dt.timedelta(days=2)
     reads.clear()
-    jobs.ingest(settings, plan, day3)
+    summary = jobs.ingest(settings, plan, day3)
     after = snapshot.load(settings.output_dir, plan.id, day3)
     assert {p.relative_to(data).as_posix() for p in reads} == {changed[0], new}
     assert after.changes == {"added": [new], "changed": changed,
@@ -133,7 +135,16 @@ def test_a_changed_added_or_removed_file_changes_exactly_its_rows(school_folder,
         keep_a = a[name][~a[name]["_file"].isin(touched)].reset_index(drop=True)
         pd.testing.assert_frame_equal(keep_b, keep_a, obj=name)  # every other file's rows are as they were
     assert not a["operators"]["_file"].eq(removed.relative_to(data).as_posix()).any()
-    assert a["informing"]["_file"].eq(new).sum() == 1
+    assert a["informing"]["_file"].eq(new).sum() == 2
+    # Only the rows of the changed and the new file went through the row rules; the new file's bad row is found,
+    # and every other file keeps its verdicts.
+    assert summary["validated_rows"] == sum(f["_file"].isin([changed[0], new]).sum() for f in a.values())
+    assert after.failures[after.failures["file"] == new][["row", "column"]].values.tolist() == [[3, "Канал"]]
+    cols = ["dataset", "file", "row", "column", "message"]
+    untouched_b = before.failures[~before.failures["file"].isin(touched)][cols].reset_index(drop=True)
+    untouched_a = after.failures[~after.failures["file"].isin(touched)][cols].reset_index(drop=True)
+    assert len(untouched_b) > 0
+    pd.testing.assert_frame_equal(untouched_b, untouched_a)
     grown = a[changed[0].split("/")[0]]["_file"].eq(changed[0]).sum()
     assert grown == b[changed[0].split("/")[0]]["_file"].eq(changed[0]).sum() + 1
 
@@ -141,8 +152,7 @@ def test_a_changed_added_or_removed_file_changes_exactly_its_rows(school_folder,
     full = snapshot.take(data, tmp_path / "fresh", plan.id, day3, informing_stages(plan))
     for name, frame in _frames(full).items():
         pd.testing.assert_frame_equal(frame, a[name], obj=name)
-    pd.testing.assert_frame_equal(full.failures.sort_values(["dataset", "file", "row", "column"]).reset_index(drop=True),
-                                  after.failures.sort_values(["dataset", "file", "row", "column"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(full.failures, after.failures)  # same rows, same indexes, same order
     assert sorted(map(str, full.data.findings)) == sorted(map(str, after.data.findings))
 
 

@@ -84,12 +84,41 @@ def check_stage(settings: Settings, plan: Plan, stage_no: int, as_of: dt.date) -
     """One stage's status for every concerned organization, from the snapshot; stored; returns counts."""
     from .reader import freeze_heap
     from .registry import datasets_of
-    from .stages import evaluate_stage, summarize
-    from .store import save_stage
 
     stage = plan.stage(stage_no)
     snap = load_snapshot(settings, plan, as_of, datasets_of(stage.check))
     freeze_heap()
+    return _judge(settings, plan, stage, snap, as_of)
+
+
+@thaws_heap
+def check_stages(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
+    """Every stage of the plan on one load of the snapshot (the one-run day, ``run_day_<plan>``).
+
+    A stage whose check raises is logged with its traceback and marked ``judged: False``; the other
+    stages are still judged and stored, so the day's mail and report go out and name it.
+    """
+    from .reader import freeze_heap
+    from .registry import datasets_of
+
+    needed = sorted({d for s in plan.stages for d in datasets_of(s.check)})
+    snap = load_snapshot(settings, plan, as_of, needed)
+    freeze_heap()
+    out: dict[str, dict] = {}
+    for stage in sorted(plan.stages, key=lambda s: s.number):
+        try:
+            judged = _judge(settings, plan, stage, snap.restricted(datasets_of(stage.check)), as_of)
+            out[str(stage.number)] = judged | {"judged": True}
+        except Exception as exc:  # one stage's failure must not silence the others
+            log.exception("plan %s stage %s as of %s: the check failed", plan.id, stage.number, as_of)
+            out[str(stage.number)] = {"stage": stage.number, "judged": False, "error": type(exc).__name__}
+    return {"plan_id": plan.id, "as_of": as_of.isoformat(), "stages": out}
+
+
+def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
+    from .stages import evaluate_stage, summarize
+    from .store import save_stage
+
     outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation)
     save_stage(settings.store_url, plan.id, stage.number, as_of, outcome.results, outcome.findings)
     counts = summarize(outcome.results)
@@ -141,11 +170,11 @@ def deliver(settings: Settings, plan: Plan, as_of: dt.date, transport, kinds: tu
 
 
 def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, preview: str | None = None) -> dict:
-    """Tables, chart, workbook and Data Docs for the day; the mail goes to the outbox (kind `report`)."""
+    """Tables, chart, workbook and a copy of the newest Data Docs (built by the ingest); the mail goes to the outbox
+    (kind `report`)."""
     from . import report as rep
     from .notify import Directory, digest_key
     from .outbox import enqueue, undelivered
-    from .registry import informing_stages
     from .store import load_findings, load_history, load_results, previous_date
     from .workdays import WorkCalendar
 
@@ -158,7 +187,7 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
         raise RuntimeError(f"no stage results stored for plan {plan.id} on {as_of}: run the stage DAGs first")
     prev = previous_date(url, plan.id, as_of)
     previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
-    snap = load_snapshot(settings, plan, as_of)  # every dataset: the Data Docs show them all
+    snap = load_snapshot(settings, plan, as_of, [])  # the registry: the report's figures come from the store
     folder = settings.output_dir / "reports" / plan.id / as_of.isoformat()
     report = rep.build(plan, as_of, today, previous, prev, snap.data.frames["organizations"],
                        load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev),
@@ -167,16 +196,12 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
         log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
     png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")
     xlsx = rep.workbook(report, today, folder / f"report_{plan.id}_{as_of.isoformat()}.xlsx")
-    docs = None
-    try:
-        docs = rep.data_docs(snap.data.frames, folder / "data_docs", informing_stages(plan))
-    except Exception as exc:  # the report must not be lost for the sake of the docs
-        log.warning("GX Data Docs not built: %s", exc)
+    docs = rep.copy_data_docs(settings.output_dir, plan.id, as_of, folder)
     recipients = Directory(snap.data).roiv
-    link = docs.as_uri() if docs else None
+    docs_date, link = (docs[0], docs[1].as_uri()) if docs else (None, None)
     messages = []
     for person in recipients:
-        msg = rep.render_email(report, person, settings.from_email, settings.from_name, png, xlsx, link)
+        msg = rep.render_email(report, person, settings.from_email, settings.from_name, png, xlsx, link, docs_date)
         messages.append((digest_key(plan.id, as_of, "report", person.email), "report", msg))
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("report",))
     log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
@@ -197,9 +222,11 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
     from .store import save_operator_snapshot
 
     url = settings.store_url
-    data = load_snapshot(settings, plan, as_of, ["operators", "accounts"]).data
+    snap = load_snapshot(settings, plan, as_of, ["operators", "accounts"])
+    data = snap.data
     ops = opmod.consolidated(data)
-    findings = [f for f in data.findings if f.dataset in ("operators", "accounts")] + opmod.validate(data)
+    findings = [f for f in data.findings if f.dataset in ("operators", "accounts")] + opmod.validate(data,
+                                                                                                   snap.validation)
     save_operator_snapshot(url, plan.id, as_of, ops)
     folder = settings.output_dir / "operators" / plan.id / as_of.isoformat()
     opmod.consolidated_workbook(ops, findings, folder / f"operators_{as_of.isoformat()}.xlsx")

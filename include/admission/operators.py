@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .reader import DataFolder, Finding
-from .rules import chief_position_ok, normalize_text, validate_rows
+from .rules import Validation, chief_position_ok, normalize_text, validate_rows
 from .xlsx import new_workbook, write_sheet
 
 NAME_RE = r"^[А-ЯЁ][а-яё]+(?:-[А-ЯЁ][а-яё]+)?(?:\s+[А-ЯЁ](?:[а-яё]+|\.))(?:\s*[А-ЯЁ](?:[а-яё]+|\.))?$"
@@ -44,10 +44,15 @@ def consolidated(data: DataFolder) -> pd.DataFrame:
     return out.sort_values(["mooyso_id", "org_id", "_file", "_row"], na_position="last").reset_index(drop=True)
 
 
-def validate(data: DataFolder) -> list[Finding]:
-    """Row and school rules for operator lists; each finding names the school, file, row and column."""
+def validate(data: DataFolder, validation: Validation | None = None) -> list[Finding]:
+    """Row and school rules for operator lists; each finding names the school, file, row and column.
+
+    ``validation``: the row rules' verdicts the snapshot already holds (run once a day by the ingest); without
+    it they are run here."""
     ops = data.frames["operators"]
-    findings = validate_rows({"operators": ops}).findings()
+    if validation is None:
+        validation = validate_rows({"operators": ops})
+    findings = [f for f in validation.findings() if f.dataset == "operators"]
     if ops.empty:
         return findings
     role = normalize_text(ops["role"])

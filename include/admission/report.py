@@ -174,7 +174,7 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
 
 
 def render_email(report: Report, recipient: Person, from_email: str, from_name: str, png: Path, xlsx: Path,
-                 docs_link: str | None = None) -> EmailMessage:
+                 docs_link: str | None = None, docs_date: dt.date | None = None) -> EmailMessage:
     """HTML report with the chart inline (cid) and the workbook attached, plus a plain-text twin."""
     key = digest_key(report.plan.id, report.as_of, "report", recipient.email)
     domain = from_email.rsplit("@", 1)[-1] or "admission.local"
@@ -186,7 +186,7 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
         "longest": report.longest.to_dict("records"), "changes": report.changes.to_dict("records"),
         "problems": report.problems.head(100).to_dict("records"), "problems_total": len(report.problems),
         "previous": report.previous, "status_ru": STATUS_RU, "cid": cid[1:-1], "recipient": recipient,
-        "docs_link": docs_link, "unjudged": report.unjudged, "preview": report.preview,
+        "docs_link": docs_link, "docs_date": docs_date, "unjudged": report.unjudged, "preview": report.preview,
         "undelivered": report.undelivered, "files_changed": report.files_changed, "file_change_ru": FILE_CHANGE_RU,
         "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU,
     }
@@ -201,6 +201,25 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
                                      filename=png.name, disposition="inline")
     msg.add_attachment(xlsx.read_bytes(), maintype=XLSX_MIME[0], subtype=XLSX_MIME[1], filename=xlsx.name)
     return msg
+
+
+def copy_data_docs(output: Path, plan_id: str, as_of: dt.date, folder: Path) -> tuple[dt.date, Path] | None:
+    """The newest Data Docs the ingest built (the rows validated that day) copied into the report's folder,
+    so that the folder stays whole when old snapshots are pruned; returns (the day they were built, the copy's
+    index.html)."""
+    import shutil
+
+    from .snapshot import DOCS, data_docs_index
+
+    found = data_docs_index(output, plan_id, as_of)
+    if found is None:
+        return None
+    day, index = found
+    source = next(p for p in index.parents if p.name == DOCS)
+    target = folder / DOCS
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    return day, target / index.relative_to(source)
 
 
 def data_docs(frames: dict[str, pd.DataFrame], folder: Path, informing_stages: tuple[int, ...] | None = None) -> Path:

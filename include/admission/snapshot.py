@@ -18,12 +18,20 @@ below changes when its shape does; a snapshot that does not load is simply taken
 
 Incremental: a file whose size and modification time equal the last snapshot's is not read again,
 its hash comes from the manifest and its parsed table from the parse cache; a changed file is read,
-hashed and parsed; either way only its own rows change.
+hashed and parsed; either way only its own rows change. The row rules are incremental too: every rule
+is about one row, so the rows of a file whose content equals the last snapshot's keep that snapshot's
+failures (found again by file and row), and only the rows of added or changed files go through Great
+Expectations; a day with no such file does not even import it. The last snapshot's failures are
+reused only when the rules are the same (:func:`rules_key`), else every row is validated again.
+
+Data Docs: Great Expectations' own pages of the validation the ingest ran (the rows of the files read
+afresh that day; every row on a first day), built beside the snapshot; the report links the newest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -42,9 +50,12 @@ from .rules import Validation
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 KEEP_DAYS = 14
 RACY_NS = 2 * 10**9
+DOCS = "data_docs"
+# The sources whose change can change a row rule's verdict: a snapshot validated under other ones is not reused.
+RULE_SOURCES = ("rules.py", "schema.py", "addresses.py")
 
 
 class NoSnapshot(RuntimeError):
@@ -62,15 +73,24 @@ class Snapshot:
     failures: pd.DataFrame  # GX row failures (admission.rules.FAILURE_COLUMNS)
     files: list[FileRecord] = field(default_factory=list)
     changes: dict[str, list[str]] = field(default_factory=dict)  # added / changed / removed, vs the previous day
+    validated_rows: int = 0  # rows that went through GX this time (the others kept the last snapshot's verdicts)
 
     @property
     def validation(self) -> Validation:
         return Validation(self.failures, {})
 
+    def restricted(self, datasets: list[str]) -> Snapshot:
+        """Only these datasets (and the registry), with what a direct read of them would have found."""
+        frames = {n: f for n, f in self.data.frames.items() if n == "organizations" or n in datasets}
+        findings = [f for f in self.data.findings if f.dataset in frames]
+        failures = self.failures[self.failures["dataset"].isin(list(frames))].reset_index(drop=True)
+        return Snapshot(self.plan_id, self.as_of, self.taken_at, self.root, DataFolder(self.data.root, frames, findings),
+                        self.started_ns, failures, self.files, self.changes)
+
     def summary(self) -> dict:
         return {"as_of": self.as_of.isoformat(), "taken_at": self.taken_at, "files": len(self.files),
                 **{k: len(v) for k, v in self.changes.items()},
-                "rows": int(sum(len(f) for f in self.data.frames.values())),
+                "rows": int(sum(len(f) for f in self.data.frames.values())), "validated_rows": self.validated_rows,
                 "reader_findings": len(self.data.findings), "row_failures": len(self.failures)}
 
 
@@ -111,11 +131,76 @@ def changes_between(before: dict[str, FileRecord], now: list[FileRecord]) -> dic
     }
 
 
+def rules_key(informing_stages: tuple[int, ...] | None) -> str:
+    """What the row rules' verdicts depend on besides the row: their sources, GX's version and the plan's
+    informing stages. Cheap (no GX import): a day with nothing new validates nothing."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"{version('great_expectations')}|{informing_stages}".encode())
+    for name in RULE_SOURCES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _last_failures(path: Path | None, key: str) -> pd.DataFrame | None:
+    """The GX failures of a snapshot validated under the same rules, else None (validate everything)."""
+    if path is None:
+        return None
+    try:
+        with open(path / "findings.pickle", "rb") as fh:
+            body = pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        return None
+    return body["failures"] if body.get("format") == FORMAT and body.get("rules_key") == key else None
+
+
+def _sorted_failures(failures: pd.DataFrame) -> pd.DataFrame:
+    """Dataset by dataset in the contract's order, row by row (the rules' order within a row kept)."""
+    from .schema import DATASETS
+
+    order = failures["dataset"].map({name: i for i, name in enumerate(DATASETS)})
+    text = {c: object for c in ("dataset", "org_id", "file", "column", "message")}  # one dtype whichever path
+    return failures.assign(_o=order).sort_values(["_o", "index"], kind="stable").drop(columns="_o") \
+        .astype(text).reset_index(drop=True)
+
+
+def validate_incrementally(frames: dict[str, pd.DataFrame], informing_stages: tuple[int, ...] | None,
+                           same_files: set[str], last_failures: pd.DataFrame | None
+                           ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Row failures of every dataset, and the frames that went through GX (for the Data Docs).
+
+    Rows of ``same_files`` (content equal to the last snapshot's) take ``last_failures`` of the same file
+    and row, re-indexed to today's frame; every other row is validated. Equal to validating everything,
+    because every rule looks at one row only (tests compare the two).
+    """
+    from .rules import FAILURE_COLUMNS, validate_rows
+
+    if last_failures is None:
+        same_files = set()
+        last_failures = pd.DataFrame(columns=FAILURE_COLUMNS)
+    fresh: dict[str, pd.DataFrame] = {}
+    kept: list[pd.DataFrame] = []
+    for name, frame in frames.items():
+        if frame.empty:
+            continue
+        old = frame["_file"].isin(same_files).to_numpy()
+        if (~old).any():
+            fresh[name] = frame[~old]
+        before = last_failures[(last_failures["dataset"] == name) & last_failures["file"].isin(same_files)]
+        if len(before):
+            where = pd.DataFrame({"file": frame["_file"][old], "row": frame["_row"][old].astype(int),
+                                  "new_index": frame.index[old]})
+            moved = before.merge(where, on=["file", "row"], how="inner")  # rows dropped since (a registry repeat)
+            kept.append(moved.assign(index=moved["new_index"])[FAILURE_COLUMNS])
+    validated = validate_rows(fresh, informing_stages).failures if fresh else None
+    parts = [p for p in [*kept, validated] if p is not None and len(p)]
+    failures = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FAILURE_COLUMNS)
+    return _sorted_failures(failures), fresh
+
+
 def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stages: tuple[int, ...] | None,
          limits: Limits | None = None, cache: ParseCache | None = None) -> Snapshot:
-    """Read the folder (reusing what the newest snapshot knows), validate the rows, write the snapshot."""
-    from .rules import validate_rows
-
+    """Read the folder (reusing what the newest snapshot knows), validate the new rows, write the snapshot."""
     dated = _dated(output, plan_id)
     newest = max(dated, key=lambda d: (d[1] / "manifest.json").stat().st_mtime if (d[1] / "manifest.json").exists()
                  else 0, default=None)
@@ -124,23 +209,52 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     # A file modified shortly before the last read began may have changed again within the file system's
     # timestamp granularity without changing its size ("racy" entries, as git calls them): read it again.
     settled = (last or {}).get("started_ns", 0) - RACY_NS
-    reuse = {p: r for p, r in _records(last).items() if r.mtime_ns < settled}
+    last_records = _records(last)
+    reuse = {p: r for p, r in last_records.items() if r.mtime_ns < settled}
     yesterday = [p for d, p in dated if d < as_of]
     before = _records(_manifest(yesterday[-1])) if yesterday else {}
     files: list[FileRecord] = []
     data = read_data_folder(root, limits=limits, cache=cache, previous=reuse, files=files)
-    validation = validate_rows(data.frames, informing_stages)
+    key = rules_key(informing_stages)
+    same = {r.path for r in files if r.sha256 and (b := last_records.get(r.path)) is not None
+            and (b.sha256, b.dataset) == (r.sha256, r.dataset)}
+    failures, fresh = validate_incrementally(data.frames, informing_stages, same,
+                                             _last_failures(newest[1] if newest and last else None, key))
     snap = Snapshot(plan_id, as_of, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), str(root), data,
                     started_ns,
-                    validation.failures, files, changes_between(before, files) if yesterday else
-                    {"added": sorted(r.path for r in files), "changed": [], "removed": []})
-    write(snap, output)
+                    failures, files, changes_between(before, files) if yesterday else
+                    {"added": sorted(r.path for r in files), "changed": [], "removed": []},
+                    validated_rows=int(sum(len(f) for f in fresh.values())))
+
+    def docs(folder: Path) -> None:
+        """Data Docs of what GX validated today; a failure costs the docs, never the snapshot."""
+        if not fresh:
+            return
+        from .report import data_docs
+
+        try:
+            data_docs(fresh, folder / DOCS, informing_stages)
+        except Exception as exc:
+            log.warning("GX Data Docs not built: %s", exc)
+
+    write(snap, output, key, docs)
     prune(output, plan_id)
     return snap
 
 
-def write(snap: Snapshot, output: Path) -> Path:
-    """Atomically: a half-written snapshot is never read (written beside, then renamed into place)."""
+def data_docs_index(output: Path, plan_id: str, as_of: dt.date) -> tuple[dt.date, Path] | None:
+    """The newest Data Docs built by a snapshot on or before ``as_of``: (its date, index.html)."""
+    for day, path in reversed(_dated(output, plan_id)):
+        if day <= as_of:
+            index = next((path / DOCS).rglob("local_site/index.html"), None) if (path / DOCS).is_dir() else None
+            if index is not None:
+                return day, index
+    return None
+
+
+def write(snap: Snapshot, output: Path, rules: str = "", extra=None) -> Path:
+    """Atomically: a half-written snapshot is never read (written beside, then renamed into place).
+    ``extra(folder)`` adds to the folder before it is renamed (the Data Docs)."""
     final = folder_of(output, snap.plan_id) / snap.as_of.isoformat()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
@@ -151,7 +265,9 @@ def write(snap: Snapshot, output: Path) -> Path:
             pickle.dump(frame, fh, protocol=pickle.HIGHEST_PROTOCOL)
     with open(tmp / "findings.pickle", "wb") as fh:
         pickle.dump({"format": FORMAT, "datasets": list(snap.data.frames), "findings": snap.data.findings,
-                     "failures": snap.failures}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                     "failures": snap.failures, "rules_key": rules}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    if extra is not None:
+        extra(tmp)
     manifest = {"format": FORMAT, "plan_id": snap.plan_id, "as_of": snap.as_of.isoformat(), "taken_at": snap.taken_at,
                 "started_ns": snap.started_ns, "root": snap.root, "changes": snap.changes, "files": [asdict(r) for r in snap.files]}
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -190,13 +306,11 @@ def load(output: Path, plan_id: str, as_of: dt.date, datasets: list[str] | None 
         raise NoSnapshot(f"снимок данных {path} не читается ({type(exc).__name__}): запустите ingest заново") from exc
     if manifest is None or body.get("format") != FORMAT:
         raise NoSnapshot(f"снимок данных {path} другого формата: запустите ingest заново")
-    findings, failures = body["findings"], body["failures"]
-    if datasets is not None:  # what a direct read of these datasets would have found
-        findings = [f for f in findings if f.dataset in frames]
-        failures = failures[failures["dataset"].isin(list(frames))].reset_index(drop=True)
-    data = DataFolder(Path(manifest["root"]), frames, findings)
-    return Snapshot(plan_id, dt.date.fromisoformat(manifest["as_of"]), manifest["taken_at"], manifest["root"], data,
-                    manifest.get("started_ns", 0), failures, list(_records(manifest).values()), manifest.get("changes", {}))
+    data = DataFolder(Path(manifest["root"]), frames, body["findings"])
+    snap = Snapshot(plan_id, dt.date.fromisoformat(manifest["as_of"]), manifest["taken_at"], manifest["root"], data,
+                    manifest.get("started_ns", 0), body["failures"], list(_records(manifest).values()),
+                    manifest.get("changes", {}))
+    return snap if datasets is None else snap.restricted(datasets)
 
 
 def prune(output: Path, plan_id: str, keep_days: int = KEEP_DAYS) -> None:

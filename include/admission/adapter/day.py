@@ -1,9 +1,9 @@
 """`make day DATE=...`: run a campaign day through Airflow, in one process.
 
-Every DAG of every plan whose campaign covers the date runs with
-``dag.test()`` (real task instances, real XCom, the Airflow metadata DB) in
-stage order, then a per-stage summary is printed from the project's store.
-One process instead of one CLI call per DAG: GX and pandas load once.
+The ``run_day_<plan>`` DAG of every plan whose campaign covers the date
+runs with ``dag.test()`` (real task instances, real XCom, the Airflow
+metadata DB): the snapshot, every stage, mail, report and operator lists in
+one DAG run; then a per-stage summary is printed from the project's store.
 """
 
 from __future__ import annotations
@@ -27,14 +27,30 @@ def _dag_bag():
     return bag
 
 
+TABLE_HEADER = f"{'этап':>4}  {'срок':10}  {'выполнено':>9}  {'отстают':>7}  {'просрочено':>10}  название"
+
+
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
-    """(plan, dag) pairs to run for the date, in order: plan by plan, stage by stage."""
-    from admission.adapter.factory import day_dag_ids
+    """(plan, dag) pairs to run for the date: the ``run_day_<plan>`` DAG of every plan covering it."""
+    from admission.adapter.factory import run_day_dag_id
     from admission.plan import load_valid_plans
 
     bag = _dag_bag()
-    return [(plan, bag.get_dag(dag_id)) for plan in load_valid_plans()[0] if plan.covers(day)
-            for dag_id in day_dag_ids(plan)]
+    return [(plan, bag.get_dag(run_day_dag_id(plan))) for plan in load_valid_plans()[0] if plan.covers(day)]
+
+
+def stage_table(plan, checked: dict) -> str:
+    """The per-stage counts of a ``check_stages`` result as a Russian table (the run_day log)."""
+    lines = [TABLE_HEADER]
+    for stage in sorted(plan.stages, key=lambda s: s.number):
+        got = checked["stages"].get(str(stage.number), {})
+        deadline = stage.deadline.isoformat() if stage.deadline else "весь период"
+        if not got.get("judged"):
+            counts = "проверка не выполнена (см. журнал check_stages)"
+        else:
+            counts = f"{got.get('complete', 0):>9}  {got.get('lagging', 0):>7}  {got.get('overdue', 0):>10}"
+        lines.append(f"{stage.number:>4}  {deadline:10}  {counts}  {stage.title}")
+    return "\n".join(lines)
 
 
 def print_mail_summary(day: dt.date, plan, url: str) -> None:
@@ -82,7 +98,7 @@ def print_summary(day: dt.date, plans: list) -> None:
     for plan in plans:
         results = load_results(url, plan.id, day)
         print(f"\nКампания {plan.id}, состояние на {day.isoformat()}:")
-        print(f"{'этап':>4}  {'срок':10}  {'выполнено':>9}  {'отстают':>7}  {'просрочено':>10}  название")
+        print(TABLE_HEADER)
         if preview_reason(plan):
             print(f"ВНИМАНИЕ: {preview_reason(plan)}.")
         for stage in sorted(plan.stages, key=lambda s: s.number):

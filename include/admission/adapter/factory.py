@@ -1,4 +1,4 @@
-"""One small factory: every plan file becomes one DAG per stage.
+"""One small factory: every plan file becomes its DAGs (the snapshot, one per stage, the follow-ups, the day).
 
 Parse-time cost is the YAML load and the DAG objects; no Variable or
 Connection is read and neither pandas nor Great Expectations is imported
@@ -8,6 +8,7 @@ here (the task bodies import them when they run).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from airflow.timetables.events import EventsTimetable
 from admission.labels import ROLE_RU
 from admission.plan import Plan, Stage, load_valid_plans
 from admission.registry import REQUEST_CHECKS, stages_with
+
+log = logging.getLogger(__name__)
 
 
 def _alert_admin(context) -> None:
@@ -223,24 +226,107 @@ def build_followup_dag(plan: Plan, dag_id: str, description: str, doc_md: str, s
     @dag(dag_id=dag_id, description=description, doc_md=doc_md + example_note(plan),
          **plan_dag_args(plan, schedule_, tags(plan)))
     def followup_dag() -> None:
-        @task(task_id=produce)
-        def produce_mail(day: dict) -> dict:
-            from admission.adapter import tasks
-
-            return getattr(tasks, produce)(plan, day["as_of"], day["dry_run"])
-
-        @task(task_id=send_task_id)
-        def send_mail(day: dict, produced: dict) -> dict:
-            from admission.adapter.tasks import send_digests
-
-            if produced.get("day_off"):
-                return {"as_of": day["as_of"], "day_off": True}
-            return send_digests(plan, day["as_of"], day["dry_run"], kinds=kinds)
-
         day = resolve_day_task(plan, from_assets=from_assets)()
-        send_mail(day, produce_mail(day))
+        mail_tasks(plan, day, produce, send_task_id, kinds)
 
     return followup_dag()
+
+
+def mail_tasks(plan: Plan, day, produce: str, send_task_id: str, kinds: tuple[str, ...], upstream=None):
+    """``produce`` (a function of adapter.tasks, also the task id) records the day's mail in the outbox, after
+    ``upstream`` when given; ``send_task_id`` then delivers the given kinds of it (nothing on a day off)."""
+
+    @task(task_id=produce)
+    def produce_mail(day: dict) -> dict:
+        from admission.adapter import tasks
+
+        return getattr(tasks, produce)(plan, day["as_of"], day["dry_run"])
+
+    @task(task_id=send_task_id)
+    def send_mail(day: dict, produced: dict) -> dict:
+        from admission.adapter.tasks import send_digests
+
+        if produced.get("day_off"):
+            return {"as_of": day["as_of"], "day_off": True}
+        return send_digests(plan, day["as_of"], day["dry_run"], kinds=kinds)
+
+    produced = produce_mail(day)
+    if upstream is not None:
+        upstream >> produced
+    return send_mail(day, produced)
+
+
+def run_day_dag_id(plan: Plan) -> str:
+    return f"run_day_{plan.slug}"
+
+
+def build_run_day_dag(plan: Plan) -> DAG:
+    """The whole day in one run, by hand: snapshot, every stage, mail, report, operator lists.
+
+    The same jobs as the scheduled chain (ingest → stage DAGs → follow-ups, joined by Assets), but one DAG run
+    instead of twelve, and no Asset is emitted, so the scheduled DAGs are not triggered a second time.
+    ``admission day`` runs this DAG.
+    """
+    @dag(
+        dag_id=run_day_dag_id(plan),
+        description=f"{plan.id}: весь день кампании одним запуском (снимок, все этапы, письма, отчет, операторы)",
+        doc_md=(
+            f"### Запуск дня кампании {plan.id} вручную\n\n"
+            "Один запуск вместо двенадцати: читает папку данных (`admission_data_dir`) и сохраняет снимок дня, "
+            "проверяет все этапы плана, затем готовит и отправляет напоминания, уведомления о просрочке и эскалации, "
+            "ежедневный отчет для министерства и заявку в РЦОКО (снимок, отчет, письма `.eml` — в "
+            "`admission_output_dir`, результаты — в хранилище проекта) — то же, что делают по расписанию "
+            f"`{ingest_dag_id(plan)}`, DAG этапов и DAG рассылки, отчета и операторов. Повторный запуск того же дня "
+            "не отправляет писем повторно.\n\n"
+            "**Как запустить:** кнопка «Trigger», параметр `as_of` — дата кампании, на которую проверять "
+            f"({plan.campaign.start}..{plan.campaign.end}; без него — дата запуска, и вне кампании запуск "
+            "завершится ошибкой с объяснением, а не пустым «успехом»); `dry_run` — все проверить и сохранить, но "
+            "ничего не отправлять. Итог по этапам — в задаче `summarize_day` (журнал и XCom); если проверка "
+            "какого-то этапа не удалась, письма и отчет по остальным все равно уходят, а запуск помечается "
+            f"ошибкой.{example_note(plan)}"
+        ),
+        **plan_dag_args(plan, None, tags(plan)),
+    )
+    def run_day_dag() -> None:
+        @task(task_id="read_data_folder")
+        def read_data_folder(day: dict) -> dict:
+            from admission.adapter.tasks import ingest_data
+
+            return ingest_data(plan, day["as_of"])
+
+        @task(task_id="check_stages")
+        def check_stages(day: dict) -> dict:
+            from admission.adapter.tasks import check_stages
+
+            return check_stages(plan, day["as_of"])
+
+        @task(task_id="summarize_day", trigger_rule="all_done")
+        def summarize_day(checked: dict | None) -> dict:
+            """The per-stage table in the run's log and XCom; red when a stage could not be judged."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from admission.adapter.day import stage_table
+
+            if not checked:
+                raise AirflowFailException("этапы не проверены: см. журналы задач read_data_folder и check_stages")
+            log.info("итог дня %s:\n%s", checked["as_of"], stage_table(plan, checked))
+            unjudged = [n for n, s in checked["stages"].items() if not s.get("judged")]
+            if unjudged:
+                raise AirflowFailException(f"не удалось проверить этапы {', '.join(unjudged)}: см. журнал задачи "
+                                           "check_stages; письма и отчет по остальным этапам отправлены")
+            return checked
+
+        day = resolve_day_task(plan, from_assets=False)()
+        snapshot = read_data_folder(day)
+        checked = check_stages(day)
+        snapshot >> checked
+        sent = [mail_tasks(plan, day, "compose_digests", "send_digests", ("reminder", "overdue", "escalation"),
+                           upstream=checked),
+                mail_tasks(plan, day, "build_report", "send_report", ("report",), upstream=checked),
+                mail_tasks(plan, day, "collect_operators", "send_request", ("request",), upstream=snapshot)]
+        sent >> summarize_day(checked)
+
+    return run_day_dag()
 
 
 def notify_dag_id(plan: Plan) -> str:
@@ -317,6 +403,7 @@ def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
         for stage in sorted(plan.stages, key=lambda s: s.number):
             built = build_stage_dag(plan, stage)
             dags[built.dag_id] = built
-        for built in (build_notify_dag(plan), build_report_dag(plan), build_operators_dag(plan)):
+        for built in (build_notify_dag(plan), build_report_dag(plan), build_operators_dag(plan),
+                      build_run_day_dag(plan)):
             dags[built.dag_id] = built
     return dags

@@ -29,6 +29,12 @@ def check_stage(plan: Plan, stage_no: int, as_of_iso: str) -> dict:
     return jobs.check_stage(config.settings(), plan, stage_no, dt.date.fromisoformat(as_of_iso))
 
 
+def check_stages(plan: Plan, as_of_iso: str) -> dict:
+    from admission import jobs
+
+    return jobs.check_stages(config.settings(), plan, dt.date.fromisoformat(as_of_iso))
+
+
 def compose_digests(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
     from admission import jobs
 
