@@ -175,3 +175,29 @@ def test_a_renumbered_plan_judges_its_own_stage_numbers(demo_dir, plan, tmp_path
         want = original[s.check]
         assert list(got["status"]) == list(want["status"]), s.check
         assert (got["stage"] == s.number).all()
+
+
+def test_two_files_whose_names_show_alike_keep_their_own_rows_on_the_next_day(demo_dir, plan, tmp_path):
+    """A control character is shown escaped («\\x01»): a second file literally named that way shows alike.
+    With equal size and modification time, the next day must still match each file by its real name."""
+    from admission import jobs, snapshot
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    (data / "informing").mkdir(exist_ok=True)
+    real, literal = data / "informing" / "S101\x01.csv", data / "informing" / "S101\\x01.csv"
+    real.write_text("Этап;Канал;Дата;Темы\n1;рассылка;10.01.2020;ЕСИА\n", encoding="utf-8")
+    literal.write_text("Этап;Канал;Дата;Темы\n1;голубиная;10.01.2020;ЕСИА\n", encoding="utf-8")
+    for path in (real, literal):
+        os.utime(path, ns=(1_500_000_000 * 10**9, 1_500_000_000 * 10**9))
+    settings = _settings(data, tmp_path / "out")
+    first = jobs.ingest(settings, plan, AS_OF)
+    second = jobs.ingest(settings, plan, AS_OF + dt.timedelta(days=1))
+    assert second["changed"] == second["added"] == second["removed"] == 0, (first, second)
+    snaps = [snapshot.load(settings.output_dir, plan.id, AS_OF + dt.timedelta(days=d)) for d in (0, 1)]
+    for snap in snaps:
+        rows = snap.data.frames["informing"]
+        shown = rows[rows["_file"] == "informing/S101\\x01.csv"]
+        assert sorted(shown["channel"]) == ["голубиная", "рассылка"]  # one row from each file, neither lost
+        failing = snap.failures[snap.failures["file"] == "informing/S101\\x01.csv"]
+        assert failing["message"].str.contains("голубиная").sum() == 1

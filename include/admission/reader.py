@@ -283,10 +283,15 @@ class FileRecord:
     """One file of the data folder as the snapshot's manifest keeps it (``sha256`` None: refused)."""
 
     dataset: str
-    path: str
+    path: str  # as findings show it (display_path): two names may show alike
     size: int
     mtime_ns: int
     sha256: str | None
+    name: str = ""  # the relative path as the file system has it: what the next read matches on
+
+    @property
+    def key(self) -> str:
+        return self.name or self.path
 
 
 def _stat(path: Path) -> tuple[int, int]:
@@ -305,7 +310,8 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
     Each file is read once under the limits and looked up in ``cache`` by its content; what is new
     is parsed in forked children on every core (``parse_isolated``), a batch at a time so memory
     stays bounded. A file that ``previous`` (the last snapshot's manifest) lists with the same size and
-    modification time is not even read: its content hash is taken from there. ``files`` receives the
+    modification time is not even read: its content hash is taken from there (``previous`` is keyed by the
+    file system's relative path, not the displayed one, which two names may share). ``files`` receives the
     manifest of this read.
     """
     previous = previous or {}
@@ -326,14 +332,15 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
         ds = DATASETS[name]
         known = set(ds.header_map())
         for e in dataset_entries(root, name):
-            rel = display_path(e.path.relative_to(root).as_posix())
+            raw = e.path.relative_to(root).as_posix()
+            rel = display_path(raw)
             size, mtime_ns = _stat(e.path)
             if e.refusal:
                 findings.append(Finding(name, rel, e.refusal))
                 if files is not None:
-                    files.append(FileRecord(name, rel, size, mtime_ns, None))
+                    files.append(FileRecord(name, rel, size, mtime_ns, None, raw))
                 continue
-            before = previous.get(rel)
+            before = previous.get(raw)
             table = None
             if before and before.sha256 and before.dataset == name and (before.size, before.mtime_ns) == (size, mtime_ns):
                 key = cache.key_for(before.sha256, name, limits)
@@ -345,13 +352,13 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
                 except Refused as exc:
                     findings.append(Finding(name, rel, str(exc)))
                     if files is not None:
-                        files.append(FileRecord(name, rel, size, mtime_ns, None))
+                        files.append(FileRecord(name, rel, size, mtime_ns, None, raw))
                     continue
                 digest = content_digest(data)
                 key = cache.key_for(digest, name, limits)
                 table = cache.get(key)
             if files is not None:
-                files.append(FileRecord(name, rel, size, mtime_ns, digest))
+                files.append(FileRecord(name, rel, size, mtime_ns, digest, raw))
             slots.append([name, rel, e.path.stem if e.per_org else None, table])
             if slots[-1][3] is None:
                 suffix = e.path.suffix.casefold()

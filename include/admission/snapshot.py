@@ -38,6 +38,7 @@ import os
 import pickle
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -118,16 +119,17 @@ def _manifest(path: Path) -> dict | None:
 
 
 def _records(manifest: dict | None) -> dict[str, FileRecord]:
-    return {r["path"]: FileRecord(**r) for r in (manifest or {}).get("files", [])}
+    records = (FileRecord(**r) for r in (manifest or {}).get("files", []))
+    return {r.key: r for r in records}
 
 
 def changes_between(before: dict[str, FileRecord], now: list[FileRecord]) -> dict[str, list[str]]:
-    """Files added, changed (other content) and removed between two manifests."""
-    current = {r.path: r for r in now}
+    """Files added, changed (other content) and removed between two manifests, as findings show their names."""
+    current = {r.key: r for r in now}
     return {
-        "added": sorted(p for p in current if p not in before),
-        "changed": sorted(p for p, r in current.items() if p in before and before[p].sha256 != r.sha256),
-        "removed": sorted(p for p in before if p not in current),
+        "added": sorted(r.path for k, r in current.items() if k not in before),
+        "changed": sorted(r.path for k, r in current.items() if k in before and before[k].sha256 != r.sha256),
+        "removed": sorted(r.path for k, r in before.items() if k not in current),
     }
 
 
@@ -216,7 +218,9 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     files: list[FileRecord] = []
     data = read_data_folder(root, limits=limits, cache=cache, previous=reuse, files=files)
     key = rules_key(informing_stages)
-    same = {r.path for r in files if r.sha256 and (b := last_records.get(r.path)) is not None
+    # Rows are told apart by the displayed name: a name two files show alike keeps no verdict (both validated).
+    shown = Counter(r.path for r in files)
+    same = {r.path for r in files if r.sha256 and shown[r.path] == 1 and (b := last_records.get(r.key)) is not None
             and (b.sha256, b.dataset) == (r.sha256, r.dataset)}
     failures, fresh = validate_incrementally(data.frames, informing_stages, same,
                                              _last_failures(newest[1] if newest and last else None, key))
