@@ -104,10 +104,18 @@ def test_a_changed_added_or_removed_file_changes_exactly_its_rows(school_folder,
     reads: list[Path] = []
     real = reader.read_regular
     monkeypatch.setattr(reader, "read_regular", lambda path, limits: reads.append(path) or real(path, limits))
-    # Next day, nothing touched: no file of the folder is even read again.
+    normalized: list[str] = []
+    real_normalize = reader._normalize
+    monkeypatch.setattr(reader, "_normalize", lambda table, ds, rel, *a: normalized.append(rel) or
+                        real_normalize(table, ds, rel, *a))
+    # Next day, nothing touched: no file of the folder is even read again, and only the registry (de-duplicated
+    # across its rows) is normalized again; every other file's rows come from the last snapshot.
     day2 = AS_OF + dt.timedelta(days=1)
     summary = jobs.ingest(settings, plan, day2)
     assert reads == [] and summary["changed"] == summary["added"] == summary["removed"] == 0
+    assert normalized == ["organizations.csv"]
+    pd.testing.assert_frame_equal(_frames(snapshot.load(settings.output_dir, plan.id, day2))["operators"],
+                                  _frames(before)["operators"])
     assert summary["validated_rows"] == 0 and summary["row_failures"] == len(before.failures) > 0  # verdicts kept
 
     per_org = [p for d in ("operators", "informing") for p in (data / d).iterdir()]
@@ -122,9 +130,11 @@ def test_a_changed_added_or_removed_file_changes_exactly_its_rows(school_folder,
                             f"{school};1;голубиная почта;11.01.2020;ЕСИА\n", encoding="utf-8")
     day3 = AS_OF + dt.timedelta(days=2)
     reads.clear()
+    normalized.clear()
     summary = jobs.ingest(settings, plan, day3)
     after = snapshot.load(settings.output_dir, plan.id, day3)
     assert {p.relative_to(data).as_posix() for p in reads} == {changed[0], new}
+    assert sorted(normalized) == sorted(["organizations.csv", changed[0], new])
     assert after.changes == {"added": [new], "changed": changed,
                              "removed": [removed.relative_to(data).as_posix()]}
 

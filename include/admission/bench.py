@@ -1,11 +1,12 @@
 """`admission bench`: the code the DAG tasks run, in-process and in their order, phase by phase.
 
-Phases are the jobs of :mod:`admission.jobs` the DAG tasks run, in-process: ingest (read the folder,
-row rules, write the snapshot), the stage checks, the digests (recipients, rendering, outbox; no
-SMTP), the report (tables, chart, workbook, GX Data Docs), the operator lists. Each phase reports wall
-seconds and its peak RSS (sampled). Then the real path: ``admission day --dry-run`` (every DAG through
-Airflow, in its own process) on a copy of the same data, first day and next day with 1 % of the
-per-organization files changed, with the ratio of the real path to the in-process day.
+Phases are the jobs of :mod:`admission.jobs` the tasks of ``run_day_<plan>`` run, in-process: ingest
+(read the folder, row rules, GX Data Docs, write the snapshot), the stage checks, the digests
+(recipients, rendering, outbox; no SMTP), the report (tables, chart, workbook), the operator lists. Each
+phase reports wall seconds and its peak RSS (sampled). Then the real path: ``admission day --dry-run``
+(the ``run_day_<plan>`` DAG through Airflow, in its own process) on a copy of the same data, first day
+and next day with 1 % of the per-organization files changed, with the ratio of the real path to the
+in-process day.
 `floor_ratio` compares the GX validation with a plain vectorized pandas
 implementation of the same rules on the same frames, which must find exactly
 the same failures. Extras: DAG parse time in a fresh interpreter, and
@@ -120,7 +121,7 @@ def run_day(data_dir: Path, work: Path) -> dict:
     total_start = time.perf_counter()
     with PeakRSS() as total_rss:
         _phase(phases, "ingest", lambda: jobs.ingest(settings, plan, AS_OF))
-        _phase(phases, "stages", lambda: [jobs.check_stage(settings, plan, s.number, AS_OF) for s in plan.stages])
+        _phase(phases, "stages", lambda: jobs.check_stages(settings, plan, AS_OF))
         digests = _phase(phases, "digests", lambda: jobs.compose_digests(settings, plan, AS_OF, dry_run=True))
         _phase(phases, "report", lambda: jobs.build_report(settings, plan, AS_OF, dry_run=True))
         _phase(phases, "operators", lambda: jobs.collect_operators(settings, plan, AS_OF, dry_run=True))

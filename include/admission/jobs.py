@@ -199,10 +199,10 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     docs = rep.copy_data_docs(settings.output_dir, plan.id, as_of, folder)
     recipients = Directory(snap.data).roiv
     docs_date, link = (docs[0], docs[1].as_uri()) if docs else (None, None)
-    messages = []
-    for person in recipients:
-        msg = rep.render_email(report, person, settings.from_email, settings.from_name, png, xlsx, link, docs_date)
-        messages.append((digest_key(plan.id, as_of, "report", person.email), "report", msg))
+    rendered = rep.render_emails(report, recipients, settings.from_email, settings.from_name, png, xlsx, link,
+                                 docs_date)
+    messages = [(digest_key(plan.id, as_of, "report", person.email), "report", msg)
+                for person, msg in zip(recipients, rendered, strict=True)]
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("report",))
     log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
     return {"as_of": as_of.isoformat(), "folder": str(folder), "recipients": len(recipients), **counts}

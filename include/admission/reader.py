@@ -294,6 +294,24 @@ class FileRecord:
         return self.name or self.path
 
 
+@dataclass
+class Reuse:
+    """What the last snapshot knows, for the files whose content is unchanged: their typed rows and findings.
+
+    ``keys``: the relative paths (as the file system has them) whose rows ``frames`` hold; a file among them
+    whose content hash is the same today is neither parsed nor normalized again, its rows and findings are
+    taken from here. Every step of reading a file looks at that file only, except the registry's
+    de-duplication across rows, so the registry is never taken from here.
+    """
+
+    frames: dict[str, pd.DataFrame]
+    findings: list[Finding]
+    keys: set[str]
+
+
+REUSED = "reused"  # in place of a parsed table: the file's rows come from Reuse
+
+
 def _stat(path: Path) -> tuple[int, int]:
     try:
         st = path.stat(follow_symlinks=False)
@@ -304,17 +322,20 @@ def _stat(path: Path) -> tuple[int, int]:
 
 def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: Limits,
                  cache: ParseCache, previous: dict[str, FileRecord] | None = None,
-                 files: list[FileRecord] | None = None) -> dict[str, list[tuple[str, str | None, RawTable]]]:
+                 files: list[FileRecord] | None = None, reusable: set[str] | None = None
+                 ) -> dict[str, list[tuple[str, str | None, RawTable]]]:
     """Every file of the named datasets as raw tables (rel path, org stem, table), in file order.
 
     Each file is read once under the limits and looked up in ``cache`` by its content; what is new
     is parsed in forked children on every core (``parse_isolated``), a batch at a time so memory
     stays bounded. A file that ``previous`` (the last snapshot's manifest) lists with the same size and
     modification time is not even read: its content hash is taken from there (``previous`` is keyed by the
-    file system's relative path, not the displayed one, which two names may share). ``files`` receives the
+    file system's relative path, not the displayed one, which two names may share). A file of ``reusable``
+    whose content is the one ``previous`` lists gets ``REUSED`` instead of a table. ``files`` receives the
     manifest of this read.
     """
     previous = previous or {}
+    reusable = reusable or set()
     out: dict[str, list[tuple[str, str | None, RawTable]]] = {name: [] for name in names}
     slots: list[list] = []  # [dataset, rel, stem, table or None]
     pending: list[tuple[int, str, Job]] = []
@@ -341,11 +362,15 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
                     files.append(FileRecord(name, rel, size, mtime_ns, None, raw))
                 continue
             before = previous.get(raw)
+            known_before = before is not None and before.sha256 is not None and before.dataset == name
             table = None
-            if before and before.sha256 and before.dataset == name and (before.size, before.mtime_ns) == (size, mtime_ns):
-                key = cache.key_for(before.sha256, name, limits)
-                table = cache.get(key)
+            if known_before and (before.size, before.mtime_ns) == (size, mtime_ns):
                 digest = before.sha256
+                if raw in reusable and name != "organizations":  # the registry is de-duplicated across rows
+                    table = REUSED
+                else:
+                    key = cache.key_for(before.sha256, name, limits)
+                    table = cache.get(key)
             if table is None:
                 try:
                     data = read_regular(e.path, limits)
@@ -356,7 +381,8 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
                     continue
                 digest = content_digest(data)
                 key = cache.key_for(digest, name, limits)
-                table = cache.get(key)
+                same = known_before and raw in reusable and name != "organizations" and digest == before.sha256
+                table = REUSED if same else cache.get(key)
             if files is not None:
                 files.append(FileRecord(name, rel, size, mtime_ns, digest, raw))
             slots.append([name, rel, e.path.stem if e.per_org else None, table])
@@ -373,15 +399,20 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
 
 
 def read_dataset(root: Path, name: str, findings: list[Finding], limits: Limits | None = None,
-                 tables: list[tuple[str, str | None, RawTable]] | None = None) -> pd.DataFrame:
+                 tables: list[tuple[str, str | None, RawTable]] | None = None, reuse: Reuse | None = None
+                 ) -> pd.DataFrame:
     ds = DATASETS[name]
     limits = limits or Limits.from_env()
     if tables is None:
         tables = _read_tables(root, [name], findings, limits, ParseCache(None))[name]
     merged: dict[str, list] = {key: [] for key in [*ds.keys, *META]}
     present = False
+    reused: list[str] = []
     for rel, stem, table in tables:
         present = True
+        if table is REUSED:
+            reused.append(rel)
+            continue
         part = _normalize(table, ds, rel, stem, findings, limits)
         if part:
             for key, values in part.items():
@@ -394,8 +425,26 @@ def read_dataset(root: Path, name: str, findings: list[Finding], limits: Limits 
     else:
         frame = empty_frame(ds)
     frame = _parse_types(frame, ds, findings)
+    if reused and reuse is not None:
+        frame = _with_reused_rows(frame, name, tables, reused, reuse, findings)
     frame.attrs["present"] = present
     return frame
+
+
+def _with_reused_rows(frame: pd.DataFrame, name: str, tables: list, reused: list[str], reuse: Reuse,
+                      findings: list[Finding]) -> pd.DataFrame:
+    """Today's rows of the files read afresh plus the rows of the reused files, in the order of a full read
+    (file by file as found, row by row), and the reused files' findings."""
+    names = set(reused)
+    findings.extend(f for f in reuse.findings if f.dataset == name and f.file in names)
+    before = reuse.frames.get(name)
+    old = before[before["_file"].isin(names).to_numpy()] if before is not None else frame.iloc[0:0]
+    if old.empty:
+        return frame
+    joined = pd.concat([old, frame], ignore_index=True) if len(frame) else old
+    position = {rel: i for i, (rel, _, _) in enumerate(tables)}
+    order = joined["_file"].map(position)
+    return joined.assign(_pos=order).sort_values("_pos", kind="stable").drop(columns="_pos").reset_index(drop=True)
 
 
 _REGISTRY_FIELDS = [c.key for c in DATASETS["organizations"].columns]
@@ -453,7 +502,7 @@ def _clean_organizations(frame: pd.DataFrame, findings: list[Finding]) -> pd.Dat
 
 def read_data_folder(root: str | Path, datasets: list[str] | None = None, limits: Limits | None = None,
                      cache: ParseCache | None = None, previous: dict[str, FileRecord] | None = None,
-                     files: list[FileRecord] | None = None) -> DataFolder:
+                     files: list[FileRecord] | None = None, reuse: Reuse | None = None) -> DataFolder:
     """Read the named datasets (all by default); never raises for bad data, only for a missing folder.
 
     ``cache`` (the tasks pass one under the output folder) spares parsing files whose content was
@@ -467,8 +516,9 @@ def read_data_folder(root: str | Path, datasets: list[str] | None = None, limits
     names = datasets or list(DATASETS)
     if "organizations" not in names:
         names = ["organizations", *names]
-    tables = _read_tables(root, names, findings, limits, cache or ParseCache(None), previous, files)
-    frames = {name: read_dataset(root, name, findings, limits, tables[name]) for name in names}
+    tables = _read_tables(root, names, findings, limits, cache or ParseCache(None), previous, files,
+                          reuse.keys if reuse else None)
+    frames = {name: read_dataset(root, name, findings, limits, tables[name], reuse) for name in names}
     frames["organizations"] = _clean_organizations(frames["organizations"], findings)
     if frames["organizations"].empty:
         findings.append(Finding("organizations", "organizations", "реестр участников не найден или пуст"))

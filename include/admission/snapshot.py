@@ -16,9 +16,11 @@ retype them and needs pyarrow; the snapshot is written and read only by this pro
 output folder (not the untrusted data folder), by the same installed versions (the format number
 below changes when its shape does; a snapshot that does not load is simply taken again).
 
-Incremental: a file whose size and modification time equal the last snapshot's is not read again,
-its hash comes from the manifest and its parsed table from the parse cache; a changed file is read,
-hashed and parsed; either way only its own rows change. The row rules are incremental too: every rule
+Incremental: a file whose size and modification time equal the last snapshot's is not read again (its
+hash comes from the manifest) and its typed rows and findings are taken from the last snapshot (the
+registry excepted: its rows are de-duplicated across files, so it is normalized again from the parse
+cache); a changed file is read, hashed and parsed; either way only its own rows change. Rows are lent
+only by a snapshot read under the same reader (:func:`reader_key`). The row rules are incremental too: every rule
 is about one row, so the rows of a file whose content equals the last snapshot's keep that snapshot's
 failures (found again by file and row), and only the rows of added or changed files go through Great
 Expectations; a day with no such file does not even import it. The last snapshot's failures are
@@ -46,7 +48,7 @@ import pandas as pd
 
 from .ingest import Limits
 from .parse_cache import ParseCache
-from .reader import DataFolder, FileRecord, read_data_folder
+from .reader import DataFolder, FileRecord, Reuse, read_data_folder
 from .rules import Validation
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ RACY_NS = 2 * 10**9
 DOCS = "data_docs"
 # The sources whose change can change a row rule's verdict: a snapshot validated under other ones is not reused.
 RULE_SOURCES = ("rules.py", "schema.py", "addresses.py")
+# ... and those whose change can change how a file becomes rows: a snapshot read under other ones lends no rows.
+READER_SOURCES = ("reader.py", "ingest.py", "schema.py")
 
 
 class NoSnapshot(RuntimeError):
@@ -133,27 +137,41 @@ def changes_between(before: dict[str, FileRecord], now: list[FileRecord]) -> dic
     }
 
 
+def _sources_key(names: tuple[str, ...], extra: str) -> str:
+    digest = hashlib.sha256(extra.encode())
+    for name in names:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
 def rules_key(informing_stages: tuple[int, ...] | None) -> str:
     """What the row rules' verdicts depend on besides the row: their sources, GX's version and the plan's
     informing stages. Cheap (no GX import): a day with nothing new validates nothing."""
     from importlib.metadata import version
 
-    digest = hashlib.sha256(f"{version('great_expectations')}|{informing_stages}".encode())
-    for name in RULE_SOURCES:
-        digest.update((Path(__file__).parent / name).read_bytes())
-    return digest.hexdigest()
+    return _sources_key(RULE_SOURCES, f"{version('great_expectations')}|{informing_stages}")
 
 
-def _last_failures(path: Path | None, key: str) -> pd.DataFrame | None:
-    """The GX failures of a snapshot validated under the same rules, else None (validate everything)."""
+def reader_key(limits: Limits) -> str:
+    """What turning a file into typed rows depends on besides its bytes: the reader's sources, pandas' version
+    and the per-file limits."""
+    return _sources_key(READER_SOURCES, f"{pd.__version__}|{limits!r}")
+
+
+def _prior(path: Path | None) -> Snapshot | None:
+    """The last snapshot whole (its rows and verdicts are lent to today's), or None."""
     if path is None:
         return None
     try:
-        with open(path / "findings.pickle", "rb") as fh:
-            body = pickle.load(fh)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        return _load_path(path)
+    except NoSnapshot:
         return None
-    return body["failures"] if body.get("format") == FORMAT and body.get("rules_key") == key else None
+
+
+def _reuse(prior: Snapshot | None) -> Reuse:
+    """The last snapshot's rows and findings, for the files it alone shows under their name."""
+    shown = Counter(r.path for r in prior.files)
+    return Reuse(prior.data.frames, prior.data.findings, {r.key for r in prior.files if r.sha256 and shown[r.path] == 1})
 
 
 def _sorted_failures(failures: pd.DataFrame) -> pd.DataFrame:
@@ -216,14 +234,20 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     yesterday = [p for d, p in dated if d < as_of]
     before = _records(_manifest(yesterday[-1])) if yesterday else {}
     files: list[FileRecord] = []
-    data = read_data_folder(root, limits=limits, cache=cache, previous=reuse, files=files)
-    key = rules_key(informing_stages)
+    limits = limits or Limits.from_env()
+    keys = {"reader_key": reader_key(limits), "rules_key": rules_key(informing_stages)}
+    prior = _prior(newest[1] if newest and last else None)
+    lend_rows = prior is not None and last.get("reader_key") == keys["reader_key"]
+    data = read_data_folder(root, limits=limits, cache=cache, previous=reuse, files=files,
+                            reuse=_reuse(prior) if lend_rows else None)
     # Rows are told apart by the displayed name: a name two files show alike keeps no verdict (both validated).
     shown = Counter(r.path for r in files)
     same = {r.path for r in files if r.sha256 and shown[r.path] == 1 and (b := last_records.get(r.key)) is not None
             and (b.sha256, b.dataset) == (r.sha256, r.dataset)}
+    lend_verdicts = prior is not None and last.get("rules_key") == keys["rules_key"]
     failures, fresh = validate_incrementally(data.frames, informing_stages, same,
-                                             _last_failures(newest[1] if newest and last else None, key))
+                                             prior.failures if lend_verdicts else None)
+    del prior  # the last snapshot's frames: only today's are kept
     snap = Snapshot(plan_id, as_of, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), str(root), data,
                     started_ns,
                     failures, files, changes_between(before, files) if yesterday else
@@ -241,7 +265,7 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
         except Exception as exc:
             log.warning("GX Data Docs not built: %s", exc)
 
-    write(snap, output, key, docs)
+    write(snap, output, keys, docs)
     prune(output, plan_id)
     return snap
 
@@ -256,9 +280,10 @@ def data_docs_index(output: Path, plan_id: str, as_of: dt.date) -> tuple[dt.date
     return None
 
 
-def write(snap: Snapshot, output: Path, rules: str = "", extra=None) -> Path:
+def write(snap: Snapshot, output: Path, keys: dict[str, str] | None = None, extra=None) -> Path:
     """Atomically: a half-written snapshot is never read (written beside, then renamed into place).
-    ``extra(folder)`` adds to the folder before it is renamed (the Data Docs)."""
+    ``keys``: the reader's and the rules' (see reader_key, rules_key); ``extra(folder)`` adds to the folder
+    before it is renamed (the Data Docs)."""
     final = folder_of(output, snap.plan_id) / snap.as_of.isoformat()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
@@ -269,11 +294,12 @@ def write(snap: Snapshot, output: Path, rules: str = "", extra=None) -> Path:
             pickle.dump(frame, fh, protocol=pickle.HIGHEST_PROTOCOL)
     with open(tmp / "findings.pickle", "wb") as fh:
         pickle.dump({"format": FORMAT, "datasets": list(snap.data.frames), "findings": snap.data.findings,
-                     "failures": snap.failures, "rules_key": rules}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                     "failures": snap.failures}, fh, protocol=pickle.HIGHEST_PROTOCOL)
     if extra is not None:
         extra(tmp)
     manifest = {"format": FORMAT, "plan_id": snap.plan_id, "as_of": snap.as_of.isoformat(), "taken_at": snap.taken_at,
-                "started_ns": snap.started_ns, "root": snap.root, "changes": snap.changes, "files": [asdict(r) for r in snap.files]}
+                "started_ns": snap.started_ns, **(keys or {}), "root": snap.root, "changes": snap.changes,
+                "files": [asdict(r) for r in snap.files]}
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     old = final.with_name(f".{final.name}.{os.getpid()}.old")
     if final.exists():
@@ -296,6 +322,10 @@ def load(output: Path, plan_id: str, as_of: dt.date, datasets: list[str] | None 
     path = exact[0] if exact else (earlier[-1] if earlier else dated[-1][1])
     if not exact:
         log.warning("no snapshot for %s: using the snapshot of %s", as_of, path.name)
+    return _load_path(path, datasets)
+
+
+def _load_path(path: Path, datasets: list[str] | None = None) -> Snapshot:
     manifest = _manifest(path)
     try:
         with open(path / "findings.pickle", "rb") as fh:
@@ -311,8 +341,8 @@ def load(output: Path, plan_id: str, as_of: dt.date, datasets: list[str] | None 
     if manifest is None or body.get("format") != FORMAT:
         raise NoSnapshot(f"снимок данных {path} другого формата: запустите ingest заново")
     data = DataFolder(Path(manifest["root"]), frames, body["findings"])
-    snap = Snapshot(plan_id, dt.date.fromisoformat(manifest["as_of"]), manifest["taken_at"], manifest["root"], data,
-                    manifest.get("started_ns", 0), body["failures"], list(_records(manifest).values()),
+    snap = Snapshot(manifest["plan_id"], dt.date.fromisoformat(manifest["as_of"]), manifest["taken_at"],
+                    manifest["root"], data, manifest.get("started_ns", 0), body["failures"], list(_records(manifest).values()),
                     manifest.get("changes", {}))
     return snap if datasets is None else snap.restricted(datasets)
 

@@ -136,10 +136,12 @@ def smtp_or_defaults():
     return conn, smtp_settings(conn.host, conn.port, conn.login, conn.password, conn.extra_dejson)
 
 
-def settings(need_data: bool = False):
-    """The jobs' settings from the Variables and Connections (``need_data``: the data folder is required)."""
+def settings(need_data: bool = False, sender=None):
+    """The jobs' settings from the Variables and Connections (``need_data``: the data folder is required;
+    ``sender``: the SMTP settings when the caller has already read them)."""
     from admission.jobs import Settings
 
-    _, sender = smtp_or_defaults()
+    if sender is None:
+        _, sender = smtp_or_defaults()
     return Settings(data_dir=data_dir() if need_data else None, output_dir=output_dir(), store_url=store_url(),
                     from_email=sender.from_email, from_name=sender.from_name)

@@ -82,7 +82,7 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
         transport = SmtpTransport(smtp)
         where = f"smtp {conn.host}:{conn.port}"
     try:
-        counts = jobs.deliver(config.settings(), plan, dt.date.fromisoformat(as_of_iso), transport, kinds,
+        counts = jobs.deliver(config.settings(sender=smtp), plan, dt.date.fromisoformat(as_of_iso), transport, kinds,
                               _task_owner())
     except TransientError as exc:
         raise RuntimeError(f"delivery interrupted, the rest stays in the outbox for the retry: {exc}") from exc
