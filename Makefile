@@ -42,7 +42,7 @@ test: install
 # the whole-day and generator tests (marked slow); about a minute. `make test` runs everything.
 test-fast: install
 	$(BIN)/ruff check dags plugins include tests
-	$(BIN)/python -m pytest -q -m "not airflow and not services and not slow"
+	$(BIN)/python -m pytest -q -m "not airflow and not services and not slow and not browser"
 
 # The production path without Docker: API server, scheduler, DAG processor and two Celery workers
 # on the local PostgreSQL and Redis (fresh databases), an SMTP server on loopback. Part of `make test` too.
@@ -60,10 +60,11 @@ day: migrate
 demo: demo-data
 	$(MAKE) --no-print-directory day DATE=$(DEMO_DATE)
 
-# The Airflow UI with the project's DAGs (admin password is printed by `airflow standalone`).
-# standalone starts its components by the bare name `airflow`: the venv's bin/ must be on PATH.
+# The Airflow UI with the project's DAGs and the campaign page, every component on 127.0.0.1; prints the URL and
+# the admin password (admission/adapter/standalone.py: what `airflow standalone` does, without its log servers
+# on every interface). AIRFLOW_PORT=8081 make airflow for another port.
 airflow: migrate
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/airflow standalone
+	$(BIN)/python -m admission.adapter.standalone
 
 clean:
 	rm -rf $(AIRFLOW_HOME) output demo-data .pytest_cache

@@ -1,0 +1,237 @@
+"""The campaign page: a FastAPI app the Airflow API server serves under ``/admission`` (plugins/admission_campaign.py).
+
+Plugin apps are not behind Airflow's login by themselves: every route here depends on the API server's own
+``get_user`` (the UI's session cookie or a bearer token), so a request without a valid login gets 401 (the
+HTML page: a redirect to the login form) and never data. What the page shows comes from the project's store
+and output folder (admission.dashboard); nothing here reads the data folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+PREFIX = "/admission"
+
+
+@lru_cache(maxsize=1)
+def _templates():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    from admission.mail import TEMPLATES, ru_date
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "html.j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["ru_date"] = ru_date
+    return env
+
+
+def _variable(name: str, default: str | None = None) -> str | None:
+    """An Airflow Variable as the API server sees it (environment, secrets backends, then the metadata DB).
+
+    The core model, not the Task SDK's: outside a task the SDK reads no metadata DB (a Variable set in the UI
+    would be missed), and the API server is not a task."""
+    from airflow.models import Variable  # noqa: AIR311
+
+    return Variable.get(name, default_var=default)  # noqa: AIR311
+
+
+def output_dir() -> Path:
+    default = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "admission"
+    return Path(_variable("admission_output_dir") or default).expanduser()
+
+
+def store_url() -> str:
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models import Connection  # noqa: AIR311 (as above: the API server is not a task)
+
+    try:
+        uri = Connection.get_connection_from_secrets("admission_db").get_uri()  # noqa: AIR311
+    except AirflowNotFoundException:
+        return f"sqlite:///{output_dir() / 'admission.db'}"
+    return uri.replace("postgres://", "postgresql://", 1) if uri.startswith("postgres://") else uri
+
+
+async def _user(request: Request):
+    """The logged-in user (Airflow's session cookie or a bearer token), else 401."""
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+
+    return await get_user(request, None, await bearer_scheme(request))
+
+
+User = Annotated[object, Depends(_user)]
+
+
+def _plans():
+    from admission.plan import load_valid_plans
+
+    return {p.id: p for p in load_valid_plans()[0]}
+
+
+def _day(plan_id: str | None, date: str | None):
+    """The chosen plan and day (default: the first plan with stored results, its newest day)."""
+    from admission import dashboard
+
+    plans = _plans()
+    if not plans:
+        raise HTTPException(404, "нет ни одного действующего плана в include/plans")
+    url = store_url()
+    if plan_id is None:
+        plan_id = next((p for p in sorted(plans) if dashboard.result_days(url, p)), sorted(plans)[0])
+    plan = plans.get(plan_id)
+    if plan is None:
+        raise HTTPException(404, f"нет плана «{plan_id}»")
+    days = dashboard.result_days(url, plan.id)
+    if date:
+        try:
+            as_of = dt.date.fromisoformat(date)
+        except ValueError as exc:
+            raise HTTPException(422, "дата: ожидается ГГГГ-ММ-ДД") from exc
+    else:
+        as_of = days[-1] if days else None
+    return plans, plan, days, as_of, url
+
+
+def _registry(plan, as_of: dt.date):
+    """The day's registry from its snapshot (for ИНН): None when there is no snapshot."""
+    from admission import snapshot
+
+    try:
+        return snapshot.load(output_dir(), plan.id, as_of, datasets=[]).data.frames["organizations"]
+    except snapshot.NoSnapshot:
+        return None
+
+
+def _report_folder(plan_id: str, day: str) -> Path:
+    try:
+        dt.date.fromisoformat(day)
+    except ValueError as exc:
+        raise HTTPException(404) from exc
+    if plan_id not in _plans():
+        raise HTTPException(404)
+    return output_dir() / "reports" / plan_id / day
+
+
+def _inside(folder: Path, rel: str) -> Path:
+    """``folder/rel`` when it is a file inside ``folder`` (no ``..``, no symlink out), else 404."""
+    root = folder.resolve()
+    path = (folder / rel).resolve()
+    if root not in path.parents or not path.is_file():
+        raise HTTPException(404)
+    return path
+
+
+def create_app() -> FastAPI:
+    """The app; the domain modules (pandas, the store) are imported by the routes, not when plugins load."""
+    app = FastAPI(title="Мониторинг приема в 1-й класс", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page(request: Request, plan: str | None = None, date: str | None = None, q: str | None = None,
+                   org: str | None = None, mooyso: str | None = None):
+        from fastapi import status
+
+        try:
+            await _user(request)
+        except HTTPException as exc:
+            if exc.status_code not in (status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN):
+                raise
+            from airflow.api_fastapi.app import get_auth_manager
+
+            login = get_auth_manager().get_url_login(next_url=str(request.url))
+            return RedirectResponse(login, status_code=303)
+        from admission import dashboard
+
+        plans, chosen, days, as_of, url = _day(plan, date)
+        context = {"plans": sorted(plans), "plan": chosen, "days": days, "as_of": as_of, "q": q or "",
+                   "prefix": PREFIX, "trigger": f"/dags/run_day_{chosen.slug}", "stages": [], "municipalities": [],
+                   "members": None, "mooyso": mooyso, "hits": None, "org": None, "chart": "", "links": {},
+                   "link": lambda **kw: f"{PREFIX}/?" + urlencode({"plan": chosen.id,
+                                                                   "date": as_of.isoformat() if as_of else "", **kw})}
+        if as_of is not None:
+            day = dashboard.Day.load(url, chosen, as_of)
+            context |= {"stages": dashboard.stages(day), "municipalities": dashboard.municipalities(day),
+                        "chart": dashboard.progress_svg(dashboard.progress(url, chosen, as_of))}
+            if mooyso:
+                context["members"] = dashboard.members(day, mooyso)
+            if q:
+                context["hits"] = dashboard.search(day, _registry(chosen, as_of), q)
+            if org:
+                context["org"] = dashboard.organization(url, day, org)
+            context["links"] = _links(chosen, as_of)
+        html = _templates().get_template("campaign.html.j2").render(context)
+        return HTMLResponse(html)
+
+    @app.get("/api/overview")
+    def overview(_: User, plan: str | None = None, date: str | None = None) -> dict:
+        from admission import dashboard
+
+        _, chosen, days, as_of, url = _day(plan, date)
+        if as_of is None:
+            return {"plan": chosen.id, "days": [], "as_of": None, "stages": [], "municipalities": []}
+        day = dashboard.Day.load(url, chosen, as_of)
+        return {"plan": chosen.id, "days": days, "as_of": as_of, "stages": dashboard.stages(day),
+                "municipalities": dashboard.municipalities(day)}
+
+    @app.get("/api/municipalities/{mooyso_id}")
+    def members(mooyso_id: str, _: User, plan: str | None = None, date: str | None = None) -> list:
+        from admission import dashboard
+
+        _, chosen, _, as_of, url = _day(plan, date)
+        return dashboard.members(dashboard.Day.load(url, chosen, as_of), mooyso_id) if as_of else []
+
+    @app.get("/api/organizations")
+    def organizations(_: User, q: Annotated[str, Query(min_length=1, max_length=200)], plan: str | None = None,
+                      date: str | None = None) -> list:
+        from admission import dashboard
+
+        _, chosen, _, as_of, url = _day(plan, date)
+        if as_of is None:
+            return []
+        return dashboard.search(dashboard.Day.load(url, chosen, as_of), _registry(chosen, as_of), q)
+
+    @app.get("/api/organizations/{org_id}")
+    def organization(org_id: str, _: User, plan: str | None = None, date: str | None = None) -> dict:
+        from admission import dashboard
+
+        _, chosen, _, as_of, url = _day(plan, date)
+        found = dashboard.organization(url, dashboard.Day.load(url, chosen, as_of), org_id) if as_of else None
+        if found is None:
+            raise HTTPException(404, f"нет результатов организации «{org_id}» на эту дату")
+        return found
+
+    @app.get("/files/{plan_id}/{day}/{name}")
+    def report_file(plan_id: str, day: str, name: str, _: User) -> FileResponse:
+        """The day's report workbook and chart (only those two names)."""
+        if name not in (f"report_{plan_id}_{day}.xlsx", f"progress_{day}.png"):
+            raise HTTPException(404)
+        return FileResponse(_inside(_report_folder(plan_id, day), name), filename=name)
+
+    @app.get("/docs/{plan_id}/{day}/{rel:path}")
+    def data_docs(plan_id: str, day: str, rel: str, _: User) -> FileResponse:
+        """The report's copy of the GX Data Docs (static HTML with its own relative links)."""
+        return FileResponse(_inside(_report_folder(plan_id, day) / "data_docs", rel))
+
+    return app
+
+
+def _links(plan, as_of: dt.date) -> dict[str, str]:
+    """Links to the day's report files served through the page, for those that exist."""
+    from admission.snapshot import DOCS
+
+    folder = output_dir() / "reports" / plan.id / as_of.isoformat()
+    day = as_of.isoformat()
+    out = {}
+    for key, name in (("workbook", f"report_{plan.id}_{day}.xlsx"), ("chart", f"progress_{day}.png")):
+        if (folder / name).is_file():
+            out[key] = f"{PREFIX}/files/{quote(plan.id)}/{day}/{quote(name)}"
+    index = next((folder / DOCS).rglob("local_site/index.html"), None) if (folder / DOCS).is_dir() else None
+    if index is not None:
+        out["docs"] = f"{PREFIX}/docs/{quote(plan.id)}/{day}/{quote(index.relative_to(folder / DOCS).as_posix())}"
+    return out
