@@ -98,3 +98,19 @@ def test_school_card_rules_cover_formats_and_check_digits():
     failures = validate_rows({"school_cards": _frame([card, bad])}).failures
     assert set(failures["org_id"]) == {"S2"}
     assert set(failures["column"]) == {"ИНН", "КПП", "Сайт", "Телефон"}
+
+
+@pytest.mark.slow
+def test_great_expectations_noise_stays_out_of_the_info_log(demo_dir):
+    """A task log at INFO carries the product's lines, not GX's import chatter (213 of 234 lines before)."""
+    import subprocess
+    import sys
+
+    code = ("import io, logging; s = io.StringIO(); logging.basicConfig(level=logging.INFO, stream=s)\n"
+            "from admission.reader import read_data_folder; from admission.rules import validate_rows\n"
+            f"validate_rows(read_data_folder({str(demo_dir)!r}).frames, (1, 2, 3))\n"
+            "print(s.getvalue())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "GX_ANALYTICS_ENABLED": "false"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "great_expectations" not in out.stdout and "Skipping registering" not in out.stdout, out.stdout[:2000]

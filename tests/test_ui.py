@@ -144,10 +144,9 @@ def _wait(driver, condition, timeout: float = 60):
 
 
 def test_an_admin_logs_in_reads_the_campaign_searches_a_school_and_runs_a_dry_day(ui):
+    from admission.store import load_results
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-
-    from admission.store import load_results
 
     results = load_results(ui["store"], "2020-2021", dt.date.fromisoformat(DAY))
     driver = _driver()

@@ -114,6 +114,9 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from . import quiet_libraries
+
+    quiet_libraries()
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=100)
     start = plan.campaign.start
     dated = [s for s in plan.stages if s.deadline]
@@ -251,7 +254,10 @@ def data_docs(frames: dict[str, pd.DataFrame], folder: Path, informing_stages: t
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    from . import quiet_libraries
     from .rules import add_validation_definition, prepare, ruled_datasets
+
+    quiet_libraries()
 
     folder.mkdir(parents=True, exist_ok=True)
     ctx = gx.get_context(mode="file", project_root_dir=str(folder))

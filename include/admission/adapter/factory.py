@@ -68,9 +68,9 @@ def tags(plan: Plan, stage: Stage | None = None) -> list[str]:
 
 def params() -> dict[str, Param]:
     return {
-        "as_of": Param(None, type=["null", "string"], format="date",
-                       description="Дата, на которую проверять (ГГГГ-ММ-ДД); по умолчанию — логическая дата запуска"),
-        "dry_run": Param(False, type="boolean",
+        "as_of": Param(None, type=["null", "string"], format="date", title="Дата проверки",
+                       description="Дата кампании, на которую проверять (ГГГГ-ММ-ДД); по умолчанию — дата запуска"),
+        "dry_run": Param(False, type="boolean", title="Пробный запуск",
                          description="Проверить и сохранить результаты, но не отправлять писем (и не отправить их "
                                      "позже)"),
     }
