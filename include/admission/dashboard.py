@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 
 from .labels import MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from .plan import Plan
@@ -25,7 +25,7 @@ def result_days(url: str, plan_id: str) -> list[dt.date]:
     """The days whose stage results are stored, oldest first."""
     t = stage_result
     with engine_for(url).connect() as conn:
-        rows = conn.execute(select(distinct(t.c.as_of)).where(t.c.plan_id == plan_id).order_by(t.c.as_of)).all()
+        rows = conn.execute(select(t.c.as_of).distinct().where(t.c.plan_id == plan_id).order_by(t.c.as_of)).all()
     return [r[0] if isinstance(r[0], dt.date) else dt.date.fromisoformat(str(r[0])[:10]) for r in rows]
 
 
@@ -68,16 +68,25 @@ def municipalities(day: Day) -> list[dict]:
         return []
     mooyso = res[res["kind"] == "МООУСО"].drop_duplicates("org_id")[["org_id", "name"]]
     owner = res["parent_id"].where(res["kind"] != "МООУСО", res["org_id"])
+    # One count of every (МООУСО, stage, status): a mask per МООУСО took 0.4 s on a region of 3,000 organizations.
+    counts = pd.crosstab([owner, res["stage"]], res["status"]).reindex(columns=[str(s) for s in Status], fill_value=0)
+    orgs = res.groupby(owner)["org_id"].nunique()
     numbers = sorted(s.number for s in day.plan.stages)
     out = []
     for org_id, name in sorted(zip(mooyso["org_id"], mooyso["name"], strict=True), key=lambda x: str(x[1])):
-        mine = res[(owner == org_id).to_numpy()]
-        per_stage = {}
+        per_stage, whole = {}, dict.fromkeys((str(s) for s in Status), 0)
         for n in numbers:
-            rows = mine[mine["stage"] == n]
-            per_stage[n] = _counts(rows) if len(rows) else None
-        out.append({"org_id": org_id, "name": name, "organizations": int(mine["org_id"].nunique()),
-                    "stages": per_stage, **_counts(mine)})
+            if (org_id, n) not in counts.index:
+                per_stage[n] = None
+                continue
+            row = {k: int(v) for k, v in counts.loc[(org_id, n)].items()}
+            total = sum(row.values())
+            per_stage[n] = row | {"total": total, "pct": round(100.0 * row["complete"] / total, 1) if total else None}
+            for k, v in row.items():
+                whole[k] += v
+        total = sum(whole.values())
+        out.append({"org_id": org_id, "name": name, "organizations": int(orgs.get(org_id, 0)), "stages": per_stage,
+                    **whole, "total": total, "pct": round(100.0 * whole["complete"] / total, 1) if total else None})
     return out
 
 
@@ -130,7 +139,7 @@ def organization(url: str, day: Day, org_id: str) -> dict | None:
                for r in rows.sort_values("stage").itertuples()]
     with engine_for(url).connect() as conn:
         problems = conn.execute(
-            select(distinct(finding.c.file), finding.c.row, finding.c.column, finding.c.message)
+            select(finding.c.file, finding.c.row, finding.c.column, finding.c.message).distinct()
             .where(finding.c.plan_id == day.plan.id, finding.c.as_of == day.as_of, finding.c.org_id == org_id)
             .order_by(finding.c.file, finding.c.row)).mappings().all()
         # The outbox's `orgs` lists every organization a message is about; LIKE narrows, the split decides.
