@@ -59,24 +59,26 @@ def validate(data: DataFolder, validation: Validation | None = None) -> list[Fin
     person = normalize_text(ops["full_name"])
     chief = role == "главный оператор"
 
+    # Plain lists: a pandas `.at` per finding cost 8 s for the national list's 40,000 findings.
+    files, rows, orgs = ops["_file"].tolist(), ops["_row"].tolist(), ops["org_id"].tolist()
+    names, positions = ops["full_name"].tolist(), ops["position"].tolist()
+
     def add(mask: pd.Series, column: str, message) -> None:
-        for idx in ops.index[mask.fillna(False).to_numpy(dtype=bool)]:
-            text = message(idx) if callable(message) else message
-            findings.append(Finding("operators", ops.at[idx, "_file"], text, row=int(ops.at[idx, "_row"]),
-                                    column=column, org_id=ops.at[idx, "org_id"]))
+        for i in mask.fillna(False).to_numpy(dtype=bool).nonzero()[0]:
+            findings.append(Finding("operators", files[i], message(i), row=int(rows[i]), column=column,
+                                    org_id=orgs[i]))
 
     add(chief & ~chief_position_ok(ops["position"]), "Должность",
-        lambda i: f"главный оператор в должности «{ops.at[i, 'position']}»: нужна должность не ниже "
-                  "заместителя директора")
+        lambda i: f"главный оператор в должности «{positions[i]}»: нужна должность не ниже заместителя директора")
     add(ops["full_name"].notna() & ~ops["full_name"].astype("string").str.strip().str.match(NAME_RE, na=False),
-        "ФИО", lambda i: f"ФИО «{ops.at[i, 'full_name']}» не похоже на «Фамилия Имя Отчество» или «Фамилия И.О.»")
+        "ФИО", lambda i: f"ФИО «{names[i]}» не похоже на «Фамилия Имя Отчество» или «Фамилия И.О.»")
     dup = person.notna() & pd.DataFrame({"o": ops["org_id"], "p": person}).duplicated(keep="first")
-    add(dup, "ФИО", lambda i: f"«{ops.at[i, 'full_name']}» уже указан(а) в списке этой школы")
+    add(dup, "ФИО", lambda i: f"«{names[i]}» уже указан(а) в списке этой школы")
     chiefs = pd.DataFrame({"o": ops["org_id"], "p": person})[chief & person.notna()]
     schools_per_chief = chiefs.drop_duplicates().groupby("p")["o"].transform("count")
     twice = pd.Series(False, index=ops.index)
     twice.loc[schools_per_chief[schools_per_chief > 1].index] = True
-    add(twice, "ФИО", lambda i: f"«{ops.at[i, 'full_name']}» — главный оператор в нескольких школах")
+    add(twice, "ФИО", lambda i: f"«{names[i]}» — главный оператор в нескольких школах")
     return findings
 
 
