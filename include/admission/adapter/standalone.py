@@ -100,8 +100,13 @@ def stop(procs: dict[str, subprocess.Popen]) -> None:
 
 def main() -> int:
     home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("AIRFLOW_PORT", "8080"))
     password = admin_password(Path(environment(home, port)["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]))
+    # The components run in their own process groups (so that stop() ends each one's children too): a TERM or
+    # HUP to this launcher must still reach them, through the `finally` below.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(0))
     procs = start(home, port)
     try:
         deadline = time.monotonic() + 180
