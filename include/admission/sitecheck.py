@@ -1,0 +1,383 @@
+"""The website check of stage 2: is the procedure of admission in electronic form published on a site?
+
+A polite, bounded crawler on ``requests``: for one site, fetch the start page and follow same-site links
+(admission-like ones first) up to a depth and a page count, and look for the plan's phrase sets in the
+visible text. Every answer is evidence an official can check: the page and the phrases found, or why not,
+in Russian («не найдена … проверено 14 страниц», «сайт не ответил за 10 с», «robots.txt запрещает…»).
+
+Safety, since a site address comes from untrusted data: only http/https; the host's addresses are
+resolved and a loopback, private, link-local, multicast or reserved one is refused (so is a redirect to
+one; ``allow_hosts`` exists for tests only); redirects are followed by hand, each hop checked; a response
+is streamed and dropped past ``max_bytes``; HTML is parsed by the standard library's parser, nothing runs;
+TLS is verified (``ca_bundle`` adds the national CA), a TLS failure is reported as such and never retried
+without verification. Known gap: the address is checked before requests connects, which resolves it again
+(a DNS answer that changes in between could still reach an internal address).
+
+Politeness: a clear User-Agent naming the monitor, robots.txt honoured, at most one request at a time per
+host, urllib3 ``Retry`` with backoff on connect errors, 429 and 5xx (``Retry-After`` honoured, capped),
+connect and read timeouts, bounded total concurrency (a thread pool, one Session per thread).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
+
+# Every group must match (AND); any phrase of a group will do (OR). Folded: casefold, ё -> е, spaces collapsed.
+DEFAULT_PHRASES: tuple[tuple[str, ...], ...] = (
+    ("прием в 1 класс", "прием в первый класс", "приема в 1 класс", "приема в первый класс", "зачисление в 1 класс",
+     "зачисление в первый класс", "будущим первоклассникам", "будущих первоклассников", "запись в 1 класс",
+     "запись в первый класс"),
+    ("электронной форме", "электронном виде", "госуслуг", "епгу", "есиа", "портал"),
+)
+# Words in a link's text or address that suggest admission information: followed first.
+LINK_HINTS = ("прием", "зачислен", "первоклассник", "1 класс", "первый класс", "родителям", "полезная информация",
+              "сведения об", "priem", "pervoklassnik", "roditel", "sveden", "document", "parents")
+
+
+LINKS_PER_PAGE = 300  # a page of a million links must not grow the queue without bound
+
+
+def fold(text: str) -> str:
+    return " ".join(text.replace("ё", "е").replace("Ё", "Е").casefold().split())
+
+
+@dataclass(frozen=True)
+class SiteCheckSettings:
+    phrases: tuple[tuple[str, ...], ...] = DEFAULT_PHRASES
+    max_pages: int = 15
+    max_depth: int = 3
+    max_bytes: int = 2_000_000
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    retries: int = 2
+    retry_after_max: float = 30.0
+    concurrency: int = 16
+    # HTTP headers are Latin-1: the monitor names itself in English.
+    user_agent: str = ("AdmissionMonitor/1.0 (regional education ministry's monitor of first-grade e-enrollment; "
+                       "checks that the admission procedure is published)")
+    allow_hosts: frozenset[str] = frozenset()  # tests only: hosts whose private addresses may be fetched
+    ca_bundle: str | None = None
+
+
+@dataclass
+class Evidence:
+    """What the check found on one site, as the report and the mail quote it."""
+
+    url: str
+    found: bool
+    page: str | None = None  # where the phrases were found
+    phrases: list[str] = field(default_factory=list)
+    status: int | None = None  # HTTP status of the start page (or of the page that failed)
+    pages: int = 0  # pages read
+    reason: str | None = None  # Russian, when not found
+    checked_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    def sentence(self) -> str:
+        if self.found:
+            return f"на сайте {self.page} найдена информация о записи в 1 класс ({', '.join(self.phrases)})"
+        return self.reason or f"на сайте {self.url} информация не найдена"
+
+
+class Refused(Exception):
+    """A URL that must not be fetched, or a page that could not be read; the message is Russian."""
+
+
+def _check_address(url: str, settings: SiteCheckSettings) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Refused(f"адрес «{url[:200]}» не http/https")
+    host = parts.hostname
+    if host in settings.allow_hosts:
+        return
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise Refused(f"имя сайта {host} не найдено в DNS") from exc
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not ip.is_global or ip.is_multicast:
+            raise Refused(f"адрес {url[:200]} ведет во внутреннюю сеть ({ip}): не проверяется")
+
+
+class _Page(HTMLParser):
+    """Visible text and links of an HTML page (nothing is run: the standard library's parser)."""
+
+    HIDDEN = {"script", "style", "noscript", "template", "head"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.links: list[tuple[str, str]] = []
+        self._hidden = 0
+        self._link: list | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.HIDDEN:
+            self._hidden += 1
+        elif tag == "a":
+            href = dict(attrs).get("href")
+            self._link = [href, []] if href else None
+        elif tag in ("br", "p", "div", "li", "td", "h1", "h2", "h3"):
+            self.text.append(" ")
+
+    def handle_endtag(self, tag):
+        if tag in self.HIDDEN and self._hidden:
+            self._hidden -= 1
+        elif tag == "a" and self._link is not None:
+            self.links.append((self._link[0], " ".join(self._link[1])))
+            self._link = None
+
+    def handle_data(self, data):
+        if self._hidden:
+            return
+        self.text.append(data)
+        if self._link is not None:
+            self._link[1].append(data)
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-]+)""", re.IGNORECASE)
+
+
+def decode(body: bytes, content_type: str | None) -> str:
+    """Text of a page: the charset the HTTP header names, else the page's <meta>, else detection (Windows-1251,
+    KOI8-R and UTF-8 pages without a declaration are common)."""
+    import codecs
+
+    candidates = []
+    match = re.search(r"charset=([\w\-]+)", content_type or "", re.IGNORECASE)
+    if match:
+        candidates.append(match.group(1))
+    meta = _META_CHARSET.search(body[:4096])
+    if meta:
+        candidates.append(meta.group(1).decode("ascii"))
+    for name in candidates:
+        try:
+            codecs.lookup(name)
+            return body.decode(name, errors="replace")
+        except LookupError:
+            continue
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body[:200_000], cp_isolation=["cp1251", "koi8_r", "utf_8", "cp866"]).best()
+    return str(best) if best is not None else body.decode("utf-8", errors="replace")
+
+
+class _Retry:
+    """urllib3's Retry with a cap on a server's Retry-After (a site must not hold a worker for an hour)."""
+
+    @staticmethod
+    def make(settings: SiteCheckSettings):
+        from urllib3.util.retry import Retry
+
+        class CappedRetry(Retry):
+            def get_retry_after(self, response):
+                value = super().get_retry_after(response)
+                return None if value is None else min(value, settings.retry_after_max)
+
+        return CappedRetry(total=settings.retries, connect=settings.retries, read=0, status=settings.retries,
+                           backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods={"GET"},
+                           respect_retry_after_header=True, raise_on_status=False, redirect=0)
+
+
+class Crawler:
+    """Checks sites; one Session per worker thread, one request at a time per host."""
+
+    def __init__(self, settings: SiteCheckSettings | None = None) -> None:
+        self.settings = settings or SiteCheckSettings()
+        self._local = threading.local()
+        self._hosts: dict[str, threading.Lock] = {}
+        self._hosts_lock = threading.Lock()
+        self._robots: dict[str, RobotFileParser | None] = {}
+        self.requests = 0  # made, for tests and logs
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+            from requests.adapters import HTTPAdapter
+
+            trust = ssl.create_default_context()  # the system's CAs, plus the national CA when configured
+            if self.settings.ca_bundle:
+                trust.load_verify_locations(self.settings.ca_bundle)
+
+            class TrustingAdapter(HTTPAdapter):
+                def init_poolmanager(self, *args, **kwargs):
+                    kwargs["ssl_context"] = trust
+                    return super().init_poolmanager(*args, **kwargs)
+
+            session = requests.Session()
+            session.headers["User-Agent"] = self.settings.user_agent
+            adapter = TrustingAdapter(max_retries=_Retry.make(self.settings))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session = session
+        return session
+
+    def _host_lock(self, host: str) -> threading.Lock:
+        with self._hosts_lock:
+            return self._hosts.setdefault(host, threading.Lock())
+
+    def fetch(self, url: str, max_bytes: int | None = None) -> tuple[str, int, bytes, str | None]:
+        """(final url, status, body, content type), redirects followed by hand (each hop checked)."""
+        import requests
+
+        limit = max_bytes or self.settings.max_bytes
+        for _ in range(6):
+            _check_address(url, self.settings)
+            host = urlsplit(url).hostname
+            with self._host_lock(host):
+                self.requests += 1
+                try:
+                    # verify=True, always: a CA bundle in the environment must not replace the trust above.
+                    resp = self._session().get(url, stream=True, allow_redirects=False, verify=True,
+                                               timeout=(self.settings.connect_timeout, self.settings.read_timeout))
+                except requests.exceptions.SSLError as exc:
+                    raise Refused(f"сайт {url[:200]}: сертификат TLS не прошел проверку") from exc
+                except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout) as exc:
+                    raise Refused(f"сайт {url[:200]} не ответил за {self.settings.read_timeout:g} с") from exc
+                except requests.exceptions.RetryError as exc:
+                    raise Refused(f"сайт {url[:200]} отвечает ошибкой (повторы исчерпаны)") from exc
+                except requests.exceptions.ConnectionError as exc:
+                    cause = str(exc)
+                    if "timed out" in cause:  # a read timeout under Retry arrives as a ConnectionError
+                        raise Refused(f"сайт {url[:200]} не ответил за {self.settings.read_timeout:g} с") from exc
+                    if "Name or service not known" in cause or "getaddrinfo" in cause:
+                        raise Refused(f"имя сайта {host} не найдено в DNS") from exc
+                    raise Refused(f"сайт {url[:200]} недоступен (соединение не установлено)") from exc
+                with resp:
+                    if resp.is_redirect and resp.headers.get("location"):
+                        url = urljoin(url, resp.headers["location"])
+                        continue
+                    body = bytearray()
+                    try:
+                        for chunk in resp.iter_content(65536):
+                            body += chunk
+                            if len(body) > limit:
+                                raise Refused(f"страница {url[:200]} больше {limit // 1_000_000 or 1} МБ: не читается")
+                    except requests.exceptions.RequestException as exc:
+                        raise Refused(f"сайт {url[:200]} оборвал ответ") from exc
+                    return resp.url or url, resp.status_code, bytes(body), resp.headers.get("content-type")
+        raise Refused(f"сайт {url[:200]}: слишком много перенаправлений")
+
+    def allowed(self, url: str) -> bool:
+        """robots.txt of the URL's site permits our User-Agent (no robots.txt, or an unreadable one: allowed)."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._robots:
+            parser = None
+            try:
+                _, status, body, _ = self.fetch(origin + "/robots.txt", max_bytes=500_000)
+                if status == 200:
+                    parser = RobotFileParser()
+                    parser.parse(body.decode("utf-8", errors="replace").splitlines())
+            except Refused:
+                parser = None
+            self._robots[origin] = parser
+        parser = self._robots[origin]
+        return parser is None or parser.can_fetch(self.settings.user_agent, url)
+
+    def check(self, start: str) -> Evidence:
+        """Crawl one site from ``start``: same-site links, admission-like first, within the page and depth limits."""
+        evidence = Evidence(url=start, found=False)
+        try:
+            _check_address(start, self.settings)
+        except Refused as exc:
+            evidence.reason = str(exc)
+            return evidence
+        site = _site(start)
+        queue: list[tuple[int, int, str]] = [(0, 0, urldefrag(start)[0])]
+        seen = {queue[0][2]}
+        while queue and evidence.pages < self.settings.max_pages:
+            queue.sort(key=lambda q: (q[0], q[1]))
+            _, depth, url = queue.pop(0)
+            if not self.allowed(url):
+                if evidence.pages == 0:
+                    evidence.reason = f"robots.txt сайта {start} запрещает проверку"
+                    return evidence
+                continue
+            try:
+                final, status, body, ctype = self.fetch(url)
+            except Refused as exc:
+                if evidence.pages == 0:
+                    evidence.reason = str(exc)
+                    return evidence
+                continue
+            evidence.pages += 1
+            if evidence.status is None:
+                evidence.status = status
+            if status >= 400:
+                if evidence.pages == 1:
+                    evidence.reason = f"сайт {start} ответил ошибкой HTTP {status}"
+                    return evidence
+                continue
+            if ctype and "html" not in ctype.casefold() and "text" not in ctype.casefold():
+                continue
+            page = _Page()
+            try:
+                page.feed(decode(body, ctype))
+                page.close()
+            except Exception:  # a page the parser cannot take is one page less, not a failed check
+                continue
+            found = match(" ".join(page.text), self.settings.phrases)
+            if found:
+                evidence.found, evidence.page, evidence.phrases, evidence.reason = True, final, found, None
+                return evidence
+            if depth >= self.settings.max_depth:
+                continue
+            for href, text in page.links[:LINKS_PER_PAGE]:
+                target = urldefrag(urljoin(final, href.strip()))[0]
+                if urlsplit(target).scheme not in ("http", "https") or _site(target) != site or target in seen:
+                    continue
+                seen.add(target)
+                hint = fold(f"{text} {target}")
+                queue.append((0 if any(h in hint for h in LINK_HINTS) else 1, depth + 1, target))
+        evidence.reason = (f"на сайте {start} не найдена информация о порядке записи в 1 класс в электронной форме; "
+                           f"проверено {evidence.pages} {_pages_word(evidence.pages)}")
+        return evidence
+
+    def check_all(self, urls: Iterable[str]) -> dict[str, Evidence]:
+        """Every site, ``concurrency`` at a time."""
+        urls = list(dict.fromkeys(urls))
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
+            return dict(zip(urls, pool.map(self.check, urls), strict=True))
+
+
+def match(text: str, phrases: tuple[tuple[str, ...], ...]) -> list[str]:
+    """The phrases found, one per group, when every group has one; else []."""
+    folded = fold(text)
+    found = []
+    for group in phrases:
+        hit = next((p for p in group if fold(p) in folded), None)
+        if hit is None:
+            return []
+        found.append(hit)
+    return found
+
+
+def _site(url: str) -> str:
+    host = (urlsplit(url).hostname or "").casefold()
+    return host.removeprefix("www.")
+
+
+def _pages_word(n: int) -> str:
+    if n % 10 == 1 and n % 100 != 11:
+        return "страница"
+    if n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14):
+        return "страницы"
+    return "страниц"

@@ -1,0 +1,222 @@
+"""The stage-2 website check against real HTTP(S) servers on loopback (admission.sitecheck)."""
+
+from __future__ import annotations
+
+import http.server
+import ssl
+import threading
+import time
+
+import pytest
+
+PRIEM = ("<html><head><title>Будущим первоклассникам</title></head><body><h1>Прием в 1 класс</h1>"
+         "<p>Заявления о приёме в первый класс подаются в электронной форме через портал Госуслуг (ЕПГУ).</p>"
+         "</body></html>")
+
+
+class Site:
+    """One site on its own loopback address: ``pages`` maps a path to (status, headers, body) or a callable."""
+
+    def __init__(self, pages: dict, host: str = "127.0.0.1", tls: tuple | None = None):
+        site = self
+        self.hits: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                site.hits.append(self.path)
+                page = pages.get(self.path, (404, {}, b"not found"))
+                if callable(page):
+                    page = page(self)
+                    if page is None:
+                        return
+                status, headers, body = page
+                body = body.encode("utf-8") if isinstance(body, str) else body
+                self.send_response(status)
+                headers = {"Content-Type": "text/html; charset=utf-8", **headers}
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sites():
+    made: list[Site] = []
+
+    def make(pages: dict, **kw) -> Site:
+        made.append(Site(pages, **kw))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def _crawler(**kw):
+    from admission.sitecheck import Crawler, SiteCheckSettings
+
+    hosts = frozenset(kw.pop("allow", {"127.0.0.1"}))
+    return Crawler(SiteCheckSettings(allow_hosts=hosts, connect_timeout=2, read_timeout=2, **kw))
+
+
+def _link(href: str, text: str) -> str:
+    return f'<html><body><a href="/other">Новости</a> <a href="{href}">{text}</a></body></html>'
+
+
+def test_a_gosweb_like_site_with_the_information_three_links_deep_is_found(sites):
+    site = sites({"/": (200, {}, _link("/roditelyam", "Родителям и ученикам")),
+                  "/roditelyam": (200, {}, _link("/roditelyam/info", "Полезная информация")),
+                  "/roditelyam/info": (200, {}, _link("/roditelyam/info/pervoklassnikam", "Будущим первоклассникам")),
+                  "/roditelyam/info/pervoklassnikam": (200, {}, PRIEM),
+                  "/other": (200, {}, "<p>Новости школы</p>")})
+    evidence = _crawler().check(site.url + "/")
+    assert evidence.found and evidence.page == site.url + "/roditelyam/info/pervoklassnikam"
+    assert evidence.phrases == ["прием в 1 класс", "электронной форме"]
+    assert "/other" not in site.hits  # the admission-like link is followed first
+    assert "найдена информация" in evidence.sentence()
+
+
+def test_a_site_without_the_information_says_how_many_pages_were_read(sites):
+    site = sites({"/": (200, {}, _link("/a", "О школе")), "/a": (200, {}, _link("/b", "Контакты")),
+                  "/b": (200, {}, "<p>Прием документов в 10 класс</p>"), "/other": (200, {}, "<p>Новости</p>")})
+    evidence = _crawler().check(site.url + "/")
+    assert not evidence.found
+    assert evidence.reason == (f"на сайте {site.url}/ не найдена информация о порядке записи в 1 класс в "
+                               "электронной форме; проверено 4 страницы")
+
+
+@pytest.mark.parametrize("declared", ["header", "meta", "nothing"])
+def test_windows_1251_and_koi8_pages_are_read_whatever_declares_their_encoding(sites, declared):
+    body = PRIEM.replace("<head>", '<head><meta charset="windows-1251">' if declared == "meta" else "<head>")
+    headers = {"Content-Type": "text/html; charset=windows-1251" if declared == "header" else "text/html"}
+    site = sites({"/": (200, headers, body.encode("cp1251")),
+                  "/koi": (200, {"Content-Type": "text/html; charset=koi8-r"}, PRIEM.encode("koi8_r"))})
+    assert _crawler().check(site.url + "/").found
+    assert _crawler().check(site.url + "/koi").found
+
+
+def test_a_redirect_chain_is_followed_to_the_page(sites):
+    site = sites({"/": (301, {"Location": "/new/"}, ""), "/new/": (302, {"Location": "/new/priem"}, ""),
+                  "/new/priem": (200, {}, PRIEM)})
+    evidence = _crawler().check(site.url + "/")
+    assert evidence.found and evidence.page == site.url + "/new/priem"
+
+
+def test_a_site_that_does_not_answer_in_time_is_reported_as_such(sites):
+    def slow(handler):
+        time.sleep(4)
+        return 200, {}, PRIEM
+
+    site = sites({"/": slow})
+    started = time.monotonic()
+    evidence = _crawler(retries=0).check(site.url + "/")
+    assert not evidence.found and "не ответил за 2 с" in evidence.reason
+    assert time.monotonic() - started < 4
+
+
+def test_a_500_is_retried_and_the_200_that_follows_counts(sites):
+    answers = iter([(500, {}, "error"), (200, {}, PRIEM)])
+    site = sites({"/": lambda h: next(answers)})
+    assert _crawler().check(site.url + "/").found
+    assert site.hits.count("/") == 2
+
+
+def test_a_page_of_50_mb_is_not_read_past_the_cap(sites):
+    big = b"<html><body>" + b"x" * (50 * 2**20) + b"</body></html>"
+    site = sites({"/": (200, {}, big)})
+    evidence = _crawler().check(site.url + "/")
+    assert not evidence.found and "больше 2 МБ" in evidence.reason
+
+
+def test_robots_txt_that_forbids_is_honoured(sites):
+    site = sites({"/robots.txt": (200, {"Content-Type": "text/plain"}, "User-agent: *\nDisallow: /\n"),
+                  "/": (200, {}, PRIEM)})
+    evidence = _crawler().check(site.url + "/")
+    assert not evidence.found and "robots.txt" in evidence.reason and "/" not in site.hits
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/", "http://169.254.169.254/latest/meta-data/",
+                                 "http://10.0.0.1/", "file:///etc/passwd", "ftp://127.0.0.1/"])
+def test_an_address_into_the_local_network_is_refused_without_a_request(url):
+    evidence = _crawler(allow=set()).check(url)
+    assert not evidence.found and evidence.pages == 0
+    assert "внутреннюю сеть" in evidence.reason or "не http/https" in evidence.reason
+
+
+def test_a_redirect_into_the_local_network_is_refused(sites):
+    site = sites({"/": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, "")})
+    evidence = _crawler().check(site.url + "/")
+    assert not evidence.found and "внутреннюю сеть (169.254.169.254)" in evidence.reason
+
+
+def test_a_self_signed_certificate_is_refused_and_accepted_once_its_ca_is_configured(sites, tmp_path):
+    from test_smtp_tls import _ca_and_cert
+
+    ca, cert, key = _ca_and_cert(tmp_path, ["127.0.0.1"])
+    site = sites({"/": (200, {}, PRIEM)}, tls=(str(cert), str(key)))
+    evidence = _crawler().check(site.url + "/")
+    assert not evidence.found and "сертификат TLS не прошел проверку" in evidence.reason
+    assert _crawler(ca_bundle=str(ca)).check(site.url + "/").found
+
+
+@pytest.mark.slow
+def test_two_hundred_slow_sites_are_checked_concurrently(sites):
+    """Many sites at once (the wall time is printed, not asserted): the servers see many requests in flight."""
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def slow(handler):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.3)
+        with lock:
+            state["now"] -= 1
+        return 200, {}, PRIEM
+
+    hosts = [f"127.0.1.{i}" for i in range(1, 201)]
+    made = [sites({"/": slow}, host=h) for h in hosts]
+    crawler = _crawler(allow=set(hosts), concurrency=32)
+    started = time.monotonic()
+    found = crawler.check_all(s.url + "/" for s in made)
+    print(f"200 sites × 0.3 s: {time.monotonic() - started:.1f} s with 32 workers (one at a time: ≈60 s); "
+          f"at most {state['most']} pages in flight")
+    assert all(e.found for e in found.values()) and len(found) == 200
+    assert state["most"] > 8  # checked side by side, not one after another
+
+
+def test_one_host_gets_one_request_at_a_time(sites):
+    """Several organizations on one host (a site builder): their checks never overlap on it."""
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def page(handler):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return 200, {}, PRIEM
+
+    site = sites({f"/school{i}": page for i in range(12)})
+    found = _crawler(concurrency=6).check_all(f"{site.url}/school{i}" for i in range(12))
+    assert all(e.found for e in found.values()) and state["most"] == 1
