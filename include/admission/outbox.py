@@ -42,6 +42,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+BATCH_BYTES = 64 * 2**20  # serialized messages held at once while recording them
 UNDATED_KINDS = ("request",)  # owed until delivered whatever day recorded them; digests and reports are per day
 OWED = ("pending", "failed")
 
@@ -70,27 +71,41 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
         return (key, plan_id, day, kind, recipient_of(msg), str(msg["Message-ID"]), str(msg["Subject"]),
                 str(msg["X-Admission-Stages"]), str(msg["X-Admission-Orgs"]), to_wire(msg), status, 0, stamp, stamp)
 
-    rows = [row(key, kind, msg) for key, kind, msg in messages if key not in existing]
+    def batches(chosen: list[tuple[str, str, Message]]):
+        """Rows serialized a batch at a time: the national report is 85 copies of an 11 MB workbook, and
+        serializing every message before inserting any held 1.3 GB."""
+        batch, size = [], 0
+        for key, kind, msg in chosen:
+            batch.append(row(key, kind, msg))
+            size += len(batch[-1][9])
+            if size > BATCH_BYTES:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    new = [(key, kind, msg) for key, kind, msg in messages if key not in existing]
     # A real run replaces what a dry run only previewed: the preview's content may be stale, and a
     # preview is never delivered as it is.
-    previews = [] if dry_run else [row(key, kind, msg) for key, kind, msg in messages
-                                   if existing.get(key) == "dry_run"]
+    previews = [] if dry_run else [(key, kind, msg) for key, kind, msg in messages if existing.get(key) == "dry_run"]
     added = 0
     try:
-        with engine.begin() as conn:
-            bulk_insert(conn, outbox, columns, rows)
-            added = len(rows)
+        with engine.begin() as conn:  # one transaction, inserted a batch at a time
+            for batch in batches(new):
+                bulk_insert(conn, outbox, columns, batch)
+                added += len(batch)
     except IntegrityError:  # another writer recorded some of them meanwhile: fall back to one by one
-        for row in rows:
+        added = 0
+        for one in new:
             try:
                 with engine.begin() as conn:
-                    bulk_insert(conn, outbox, columns, [row])
+                    bulk_insert(conn, outbox, columns, [row(*one)])
                 added += 1
             except IntegrityError:
                 pass
-    if previews:
+    for batch in batches(previews):
         with engine.begin() as conn:
-            for values in previews:
+            for values in batch:
                 fields = dict(zip(columns, values, strict=True))
                 conn.execute(update(outbox).where(outbox.c.digest_key == fields["digest_key"],
                                                   outbox.c.status == "dry_run")
