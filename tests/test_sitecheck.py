@@ -179,19 +179,26 @@ def test_a_self_signed_certificate_is_refused_and_accepted_once_its_ca_is_config
     assert _crawler(ca_bundle=str(ca)).check(site.url + "/").found
 
 
-@pytest.mark.slow
-def test_two_hundred_slow_sites_are_checked_concurrently(sites):
-    """Many sites at once (the wall time is printed, not asserted): the servers see many requests in flight."""
+def _in_flight(delay: float):
+    """A page that answers after ``delay`` and counts how many requests the servers hold at once."""
     lock, state = threading.Lock(), {"now": 0, "most": 0}
 
-    def slow(handler):
+    def page(handler):
         with lock:
             state["now"] += 1
             state["most"] = max(state["most"], state["now"])
-        time.sleep(0.3)
+        time.sleep(delay)
         with lock:
             state["now"] -= 1
         return 200, {}, PRIEM
+
+    return page, state
+
+
+@pytest.mark.slow
+def test_two_hundred_slow_sites_are_checked_concurrently(sites):
+    """Many sites at once (the wall time is printed, not asserted): the servers see many requests in flight."""
+    slow, state = _in_flight(0.3)
 
     hosts = [f"127.0.1.{i}" for i in range(1, 201)]
     made = [sites({"/": slow}, host=h) for h in hosts]
@@ -206,16 +213,7 @@ def test_two_hundred_slow_sites_are_checked_concurrently(sites):
 
 def test_one_host_gets_one_request_at_a_time(sites):
     """Several organizations on one host (a site builder): their checks never overlap on it."""
-    lock, state = threading.Lock(), {"now": 0, "most": 0}
-
-    def page(handler):
-        with lock:
-            state["now"] += 1
-            state["most"] = max(state["most"], state["now"])
-        time.sleep(0.05)
-        with lock:
-            state["now"] -= 1
-        return 200, {}, PRIEM
+    page, state = _in_flight(0.05)
 
     site = sites({f"/school{i}": page for i in range(12)})
     found = _crawler(concurrency=6).check_all(f"{site.url}/school{i}" for i in range(12))
