@@ -16,6 +16,11 @@ DEMO_DIR ?= $(CURDIR)/demo-data
 DEMO_DATE ?= 2020-01-15
 export AIRFLOW_VAR_ADMISSION_DATA_DIR ?= $(DEMO_DIR)
 export AIRFLOW_VAR_ADMISSION_OUTPUT_DIR ?= $(CURDIR)/output
+# The demo region's official websites are served on 127.0.0.1:$(DEMO_SITES_PORT) while `admission day` and
+# `make airflow` run (admission/demo_sites.py); the website check may fetch that one loopback address and no other.
+DEMO_SITES_PORT ?= 8399
+export ADMISSION_DEMO_SITES ?= $(DEMO_SITES_PORT)
+export AIRFLOW_VAR_ADMISSION_SITE_CHECK ?= {"allow_hosts": ["127.0.0.1:$(DEMO_SITES_PORT)"]}
 
 .PHONY: install test test-fast test-distributed lint day demo demo-data airflow migrate clean
 
@@ -50,7 +55,7 @@ test-distributed: install
 	$(BIN)/python -m pytest -q tests/test_distributed.py
 
 demo-data: install
-	$(BIN)/admission demo-data $(DEMO_DIR)
+	$(BIN)/admission demo-data $(DEMO_DIR) --sites http://127.0.0.1:$(DEMO_SITES_PORT)
 
 # make day DATE=YYYY-MM-DD: every stage DAG of every plan covering DATE, through Airflow (dag.test).
 day: migrate

@@ -24,6 +24,10 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 for key in [k for k in os.environ if k.startswith(("AIRFLOW_VAR_ADMISSION", "AIRFLOW_CONN_ADMISSION"))]:
     del os.environ[key]
+os.environ.pop("ADMISSION_DEMO_SITES", None)
+# The website check is off unless a test serves the sites itself (tests/test_websites.py): registries of other
+# tests name sites that must not be fetched.
+os.environ["AIRFLOW_VAR_ADMISSION_SITE_CHECK"] = '{"enabled": false}'
 
 BIN = Path(sys.executable).parent
 

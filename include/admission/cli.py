@@ -32,7 +32,7 @@ def _demo_data(args: argparse.Namespace) -> int:
     if args.scale == "demo":
         from .demo import generate
 
-        kinds = generate(args.outdir, seed=args.seed)
+        kinds = generate(args.outdir, seed=args.seed, sites=args.sites)
     else:
         from .demo_scale import change
         from .demo_scale import generate as generate_scaled
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo-data", help="write the invented demo region's data folder")
     demo.add_argument("outdir")
     demo.add_argument("--seed", type=int, default=2019)
+    demo.add_argument("--sites", help="base URL of the demo websites (default http://127.0.0.1:8399; "
+                                      "admission.demo_sites serves them)")
     demo.add_argument("--scale", choices=["demo", "region", "national"], default="demo",
                       help="demo: 3 МООУСО, mixed formats (default); region: ≈1,500 schools; national: ≈85,000 orgs")
     demo.add_argument("--changed-fraction", type=float, default=0.0, metavar="F",

@@ -135,7 +135,8 @@ def organization(url: str, day: Day, org_id: str) -> dict | None:
     titles = {s.number: s.title for s in day.plan.stages}
     stages_ = [{"number": int(r.stage), "title": titles.get(int(r.stage), ""), "status": r.status,
                 "status_ru": STATUS_RU.get(r.status, r.status), "missing": list(r.missing), "deadline": r.deadline,
-                "days_overdue": None if pd.isna(r.days_overdue) else int(r.days_overdue)}
+                "days_overdue": None if pd.isna(r.days_overdue) else int(r.days_overdue),
+                "evidence": getattr(r, "evidence", None) if isinstance(getattr(r, "evidence", None), str) else None}
                for r in rows.sort_values("stage").itertuples()]
     with engine_for(url).connect() as conn:
         problems = conn.execute(

@@ -9,7 +9,8 @@ that every stage has complete and lagging organizations.
 
 Seeded defects, by school/preschool number within its МООУСО (1-based):
   stage 1: ДОУ 7 and ОО 10 hold one ЕСИА event on 2019-12-03 only, ОО 12 none;
-  stage 2: ОО 4 has no stand, ОО 9 no website row, ДОУ 5 nothing; МООУСО 3 no website row;
+  stage 2: ОО 4 has no stand, ОО 9 no website row, ДОУ 5 nothing; МООУСО 3 no website row; the official
+           sites are served on loopback by admission.demo_sites (what each holds: see there);
   stage 3: ДОУ 2 meeting without protocol, ДОУ 6 lacks the topic «возраст», ДОУ 8 no meeting
            (ДОУ 7 of МООУСО 1 ships a broken XLSX);
   stage 4: МООУСО 3 replaced staff without an order;
@@ -118,8 +119,12 @@ def _write(path: Path, dataset: str, rows: list[dict], *, fmt: str = "csv", head
     path.write_bytes(buf.getvalue().encode(encoding))
 
 
-def generate(outdir: str | Path, seed: int = 2019) -> dict[str, int]:
-    """Write the demo data folder; returns counts per organization kind."""
+def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> dict[str, int]:
+    """Write the demo data folder; returns counts per organization kind. ``sites``: the base URL of the demo
+    websites (admission.demo_sites, default http://127.0.0.1:8399) that the registry gives as official sites."""
+    from .demo_sites import sites_url
+
+    sites = (sites or sites_url()).rstrip("/")
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -161,11 +166,11 @@ def generate(outdir: str | Path, seed: int = 2019) -> dict[str, int]:
     for m, (district, slug) in enumerate(DISTRICTS, start=1):
         mid = f"M{m:02d}"
         head, _ = people.person()
-        site = f"https://edu-{slug}.{DOMAIN}"
+        site = f"{sites}/edu-{slug}/"  # the official sites are the demo's loopback server (admission.demo_sites)
         orgs.append({"org_id": mid, "kind": "МООУСО", "name": f"Управление образования ({district})",
                      "head_name": head, "head_email": f"uo-{slug}@{DOMAIN}", "website": site})
         if m != 3:
-            inform(mid, 2, "сайт", dt.date(2019, 12, 9), "порядок и сроки", url=f"{site}/priem")
+            inform(mid, 2, "сайт", dt.date(2019, 12, 9), "порядок и сроки", url=f"{site}priem")
         # Stage 4: responsible staff of the module.
         for i in range(2):
             full, _ = people.person()
@@ -185,9 +190,10 @@ def generate(outdir: str | Path, seed: int = 2019) -> dict[str, int]:
             name = f"МБОУ «Средняя общеобразовательная школа № {s}» ({district})"
             if m == 1 and s == 1:
                 name = "МБОУ «Школа <Радуга> & Ко» (Заречный район)"  # escaping is exercised by the demo
-            school_site = f"https://school{s}-{slug}.{DOMAIN}"
+            school_site = f"https://school{s}-{slug}.{DOMAIN}"  # as the e-services card says
             orgs.append({"org_id": sid, "kind": "ОО", "name": name, "parent_id": mid, "head_name": head,
-                         "head_email": f"school{s}-{slug}@{DOMAIN}", "website": school_site, "inn": inn,
+                         "head_email": f"school{s}-{slug}@{DOMAIN}", "website": f"{sites}/school{s}-{slug}/",
+                         "inn": inn,
                          "curator_name": curator if s != 7 else "",
                          "curator_email": curator_email if s != 7 else ""})
             esia_events(sid, s, "none" if s == 12 else "once" if s == 10 else "regular")

@@ -116,10 +116,17 @@ def check_stages(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
 
 
 def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
+    from .registry import CHECKS
     from .stages import evaluate_stage, summarize
-    from .store import save_stage
+    from .store import load_site_checks, save_stage
 
-    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation)
+    sites = None
+    if CHECKS[stage.check].sites:
+        from .websites import organization_evidence
+
+        checks = load_site_checks(settings.store_url, plan.id, as_of)
+        sites = organization_evidence(checks, snap.data.frames["organizations"]) if not checks.empty else None
+    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites)
     save_stage(settings.store_url, plan.id, stage.number, as_of, outcome.results, outcome.findings)
     counts = summarize(outcome.results)
     # Counts and file positions only: the log never carries names or e-mails.
@@ -130,6 +137,39 @@ def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
         log.warning("... and %d more data problems (see the store)", len(outcome.findings) - 50)
     return {"plan_id": plan.id, "stage": stage.number, "as_of": as_of.isoformat(), **counts,
             "findings": len(outcome.findings)}
+
+
+def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: dict | None = None) -> dict:
+    """Stage 2's website check for the day (admission.websites): every official site of the registry, earlier
+    answers reused where they still stand; one stored row per site. ``deployment``: the Variable
+    ``admission_site_check`` (``enabled``, ``ca_bundle``, timeouts; ``allow_hosts`` for tests and the demo)."""
+    from .registry import CHECKS
+    from .sitecheck import Crawler, SiteCheckSettings
+    from .store import latest_site_checks, save_site_checks
+    from .websites import check_sites, sites_of
+
+    deployment = deployment or {}
+    if not any(CHECKS[s.check].sites for s in plan.stages):
+        return {"as_of": as_of.isoformat(), "skipped": "no stage of the plan reads websites"}
+    if not plan.site_check.enabled or not deployment.get("enabled", True):
+        where = "the plan's site_check.enabled" if not plan.site_check.enabled else "Variable admission_site_check"
+        log.warning("the website check is switched off (%s): stage 2 counts informing rows only", where)
+        return {"as_of": as_of.isoformat(), "skipped": f"switched off by {where}"}
+    orgs = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
+    sites = sites_of(plan, orgs)
+    crawler = Crawler(SiteCheckSettings.for_plan(plan.site_check, deployment))
+    previous = latest_site_checks(settings.store_url, plan.id, as_of)
+    started = dt.datetime.now()
+    rows = check_sites(crawler, list(sites), previous, as_of, plan.site_check.recheck_days)
+    save_site_checks(settings.store_url, plan.id, as_of, rows)
+    found = sum(1 for r in rows if r["found"])
+    reused = sum(1 for r in rows if r["found"] and not r["requests"])
+    summary = {"as_of": as_of.isoformat(), "sites": len(rows), "found": found, "not_found": len(rows) - found,
+               "reused": reused, "requests": crawler.requests,
+               "seconds": round((dt.datetime.now() - started).total_seconds(), 1)}
+    # Counts only: a site address is public, but the log stays free of the registry's contents.
+    log.info("website check of plan %s for %s: %s", plan.id, as_of, summary)
+    return summary
 
 
 @thaws_heap

@@ -102,6 +102,44 @@ class Calendar(_Model):
     extra_working_days: list[dt.date] = Field(default_factory=list)
 
 
+# Every group must match (AND); any phrase of a group will do (OR); matched on a page's visible text with case,
+# ё/е and spaces folded. A region tunes them in its plan file (``site_check.phrases``).
+DEFAULT_SITE_PHRASES: list[list[str]] = [
+    ["прием в 1 класс", "прием в первый класс", "приема в 1 класс", "приема в первый класс", "зачисление в 1 класс",
+     "зачисление в первый класс", "будущим первоклассникам", "будущих первоклассников", "запись в 1 класс",
+     "запись в первый класс"],
+    ["электронной форме", "электронном виде", "госуслуг", "епгу", "есиа", "портал"],
+]
+# Words in a link's text or address that suggest admission information: such links are followed first.
+DEFAULT_LINK_HINTS: list[str] = [
+    "прием", "зачислен", "первоклассник", "1 класс", "первый класс", "родителям", "полезная информация",
+    "сведения об", "priem", "pervoklassnik", "roditel", "sveden", "document", "parents"]
+
+
+class SiteCheck(_Model):
+    """The automatic website check of the stage whose check is ``public_information`` (admission.sitecheck).
+
+    What a region may tune lives here, in the plan; what depends on the installation (switching it off, a CA
+    bundle, the test-only allow-list) is the Airflow Variable ``admission_site_check``.
+    """
+
+    enabled: bool = True
+    phrases: list[list[str]] = Field(default_factory=lambda: [list(g) for g in DEFAULT_SITE_PHRASES], min_length=1)
+    link_hints: list[str] = Field(default_factory=lambda: list(DEFAULT_LINK_HINTS))
+    max_pages: int = Field(15, ge=1, le=200)
+    max_depth: int = Field(3, ge=0, le=10)
+    recheck_days: int = Field(7, ge=1, le=90, description="A site found compliant is fetched again after this many days")
+    concurrency: int = Field(16, ge=1, le=128)
+
+    @field_validator("phrases")
+    @classmethod
+    def _no_empty_group(cls, value: list[list[str]]) -> list[list[str]]:
+        for i, group in enumerate(value, 1):
+            if not [p for p in group if p.strip()]:
+                raise ValueError(f"phrase group {i} is empty: every group must have a phrase")
+        return value
+
+
 class Plan(_Model):
     id: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
     title: str
@@ -112,6 +150,7 @@ class Plan(_Model):
     stage1: Stage1Rule = Stage1Rule()
     calendar: Calendar = Calendar()
     run_at: str = Field("07:00", pattern=r"^\d\d:\d\d$", description="Daily run time, plan time zone")
+    site_check: SiteCheck = SiteCheck()
     stages: list[Stage] = Field(min_length=1)
 
     @field_validator("timezone")

@@ -19,6 +19,7 @@ class Check:
     datasets: tuple[str, ...]  # besides the registry of organizations, which every check reads
     function: str  # the name of a function of admission.stages: (Context, orgs) -> complete, missing[, overdue]
     title: str  # Russian, for the DAG docs
+    sites: bool = False  # the check also reads the day's website check (admission.websites)
 
     def run(self) -> Callable:
         from admission import stages
@@ -29,7 +30,7 @@ class Check:
 CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("esia_informing", ("informing",), "check_esia_informing", "информирование о регистрации в ЕСИА"),
     Check("public_information", ("informing",), "check_public_information",
-          "информация на сайте и стенде (строки informing этого этапа)"),
+          "информация на сайте (автоматическая проверка сайтов или строки informing) и на стенде", sites=True),
     Check("parent_meetings", ("informing",), "check_parent_meetings",
           "родительские собрания с протоколами (строки informing этого этапа)"),
     Check("module_staff", ("module_staff",), "check_module_staff", "ответственные МООУСО за модуль"),

@@ -36,6 +36,26 @@ class Report:
     preview: str | None = None  # why this report is not mailed (an example plan)
     undelivered: list[dict] = field(default_factory=list)  # as_of, kind, recipient, status, error (outbox.undelivered)
     files_changed: dict[str, list[str]] = field(default_factory=dict)  # added/changed/removed (the snapshot's)
+    sources: list[dict] = field(default_factory=list)  # per stage with evidence: what counted (evidence_sources)
+
+
+def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
+    """For each stage whose results say what counted (stage 2's official site): how many organizations by the
+    website check only, by an informing row only, by both; and how many sites the check did not confirm."""
+    from .stages import SOURCE_ROW, SOURCE_SITE
+
+    if "evidence" not in today:
+        return []
+    out = []
+    for stage in sorted(plan.stages, key=lambda s: s.number):
+        ev = today.loc[today["stage"] == stage.number, "evidence"]
+        ev = ev[ev.notna()].astype(str)
+        if ev.empty:
+            continue
+        site, row = ev.str.startswith(SOURCE_SITE), ev.str.contains(SOURCE_ROW, regex=False)
+        out.append({"stage": stage.number, "site_only": int((site & ~row).sum()), "row_only": int((row & ~site).sum()),
+                    "both": int((site & row).sum())})
+    return out
 
 
 def unjudged_stages(plan: Plan, today: pd.DataFrame, orgs: pd.DataFrame) -> list[int]:
@@ -104,7 +124,8 @@ def build(plan: Plan, as_of: dt.date, today: pd.DataFrame, previous: pd.DataFram
           undelivered: list[dict] | None = None, files_changed: dict[str, list[str]] | None = None) -> Report:
     return Report(plan, as_of, stage_table(plan, today, as_of), municipality_table(today, orgs),
                   longest_overdue(today), status_changes(today, previous), problems, prev_date,
-                  unjudged_stages(plan, today, orgs), preview, undelivered or [], files_changed or {})
+                  unjudged_stages(plan, today, orgs), preview, undelivered or [], files_changed or {},
+                  evidence_sources(plan, today))
 
 
 def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path:
@@ -160,11 +181,15 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
         parent = [names.get(p, p) if isinstance(p, str) else "" for p in r["parent_id"].tolist()]
         status = [STATUS_RU.get(s, s) for s in r["status"].tolist()]
         missing = ["; ".join(m) if m else "" for m in r["missing"].tolist()]
-        write_sheet(wb, f"Этап {stage.number}", ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки",
-                                               "Что не сделано"],
-                    zip(r["org_id"].tolist(), r["name"].tolist(), r["kind"].tolist(), parent, status,
-                        r["days_overdue"].tolist(), missing, strict=True),
-                    [10, 50, 8, 40, 12, 15, 100])
+        headers = ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки", "Что не сделано"]
+        columns = [r["org_id"].tolist(), r["name"].tolist(), r["kind"].tolist(), parent, status,
+                   r["days_overdue"].tolist(), missing]
+        widths = [10, 50, 8, 40, 12, 15, 100]
+        if "evidence" in r and r["evidence"].notna().any():  # what counted (stage 2: the site check or a row)
+            headers.append("Что засчитано")
+            columns.append([e if isinstance(e, str) else "" for e in r["evidence"].tolist()])
+            widths.append(80)
+        write_sheet(wb, f"Этап {stage.number}", headers, zip(*columns, strict=True), widths)
     p = report.problems
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           p[["dataset", "file", "row", "column", "org_id", "message"]].itertuples(index=False, name=None),
@@ -198,7 +223,7 @@ def render_emails(report: Report, recipients: list[Person], from_email: str, fro
         "previous": report.previous, "status_ru": STATUS_RU, "cid": cid[1:-1],
         "docs_link": docs_link, "docs_date": docs_date, "unjudged": report.unjudged, "preview": report.preview,
         "undelivered": report.undelivered, "files_changed": report.files_changed, "file_change_ru": FILE_CHANGE_RU,
-        "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU,
+        "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU, "sources": report.sources,
     }
     body = MIMEPart()
     body.set_content(_env().get_template("report.txt.j2").render(context), subtype="plain", charset="utf-8",

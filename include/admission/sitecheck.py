@@ -29,20 +29,15 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
-# Every group must match (AND); any phrase of a group will do (OR). Folded: casefold, ё -> е, spaces collapsed.
-DEFAULT_PHRASES: tuple[tuple[str, ...], ...] = (
-    ("прием в 1 класс", "прием в первый класс", "приема в 1 класс", "приема в первый класс", "зачисление в 1 класс",
-     "зачисление в первый класс", "будущим первоклассникам", "будущих первоклассников", "запись в 1 класс",
-     "запись в первый класс"),
-    ("электронной форме", "электронном виде", "госуслуг", "епгу", "есиа", "портал"),
-)
-# Words in a link's text or address that suggest admission information: followed first.
-LINK_HINTS = ("прием", "зачислен", "первоклассник", "1 класс", "первый класс", "родителям", "полезная информация",
-              "сведения об", "priem", "pervoklassnik", "roditel", "sveden", "document", "parents")
+from .plan import DEFAULT_LINK_HINTS, DEFAULT_SITE_PHRASES
+
+DEFAULT_PHRASES: tuple[tuple[str, ...], ...] = tuple(tuple(g) for g in DEFAULT_SITE_PHRASES)
+LINK_HINTS: tuple[str, ...] = tuple(DEFAULT_LINK_HINTS)
 
 
 LINKS_PER_PAGE = 300  # a page of a million links must not grow the queue without bound
@@ -66,8 +61,23 @@ class SiteCheckSettings:
     # HTTP headers are Latin-1: the monitor names itself in English.
     user_agent: str = ("AdmissionMonitor/1.0 (regional education ministry's monitor of first-grade e-enrollment; "
                        "checks that the admission procedure is published)")
-    allow_hosts: frozenset[str] = frozenset()  # tests only: hosts whose private addresses may be fetched
+    # Tests and the demo only: "host" or "host:port" entries whose loopback/private addresses may be fetched.
+    allow_hosts: frozenset[str] = frozenset()
     ca_bundle: str | None = None
+    link_hints: tuple[str, ...] = LINK_HINTS
+
+    @classmethod
+    def for_plan(cls, rule, deployment: dict | None = None) -> SiteCheckSettings:
+        """The plan's ``site_check`` (phrases, limits) with the installation's settings (``ca_bundle``,
+        ``allow_hosts``, timeouts) from the Variable ``admission_site_check``."""
+        deployment = deployment or {}
+        extra = {k: deployment[k] for k in ("connect_timeout", "read_timeout", "retries", "max_bytes")
+                 if k in deployment}
+        return cls(phrases=tuple(tuple(p for p in g if p.strip()) for g in rule.phrases),
+                   link_hints=tuple(fold(h) for h in rule.link_hints), max_pages=rule.max_pages,
+                   max_depth=rule.max_depth, concurrency=rule.concurrency,
+                   allow_hosts=frozenset(str(h) for h in deployment.get("allow_hosts") or ()),
+                   ca_bundle=deployment.get("ca_bundle") or None, **extra)
 
 
 @dataclass
@@ -82,11 +92,23 @@ class Evidence:
     pages: int = 0  # pages read
     reason: str | None = None  # Russian, when not found
     checked_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    etag: str | None = None  # of the evidence page: the weekly re-check asks "changed since?"
+    last_modified: str | None = None
+    requests: int = 0  # HTTP requests this check made (robots.txt included)
 
     def sentence(self) -> str:
         if self.found:
             return f"на сайте {self.page} найдена информация о записи в 1 класс ({', '.join(self.phrases)})"
         return self.reason or f"на сайте {self.url} информация не найдена"
+
+
+class Fetched(NamedTuple):
+    url: str  # after redirects
+    status: int
+    body: bytes
+    content_type: str | None
+    etag: str | None
+    last_modified: str | None
 
 
 class Refused(Exception):
@@ -98,10 +120,14 @@ def _check_address(url: str, settings: SiteCheckSettings) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"адрес «{url[:200]}» не http/https")
     host = parts.hostname
-    if host in settings.allow_hosts:
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise Refused(f"адрес «{url[:200]}»: неверный порт") from exc
+    if host in settings.allow_hosts or f"{host}:{port}" in settings.allow_hosts:
         return
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+        infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80),
                                    type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise Refused(f"имя сайта {host} не найдено в DNS") from exc
@@ -205,6 +231,7 @@ class Crawler:
         self._hosts_lock = threading.Lock()
         self._robots: dict[str, RobotFileParser | None] = {}
         self.requests = 0  # made, for tests and logs
+        self._count_lock = threading.Lock()
 
     def _session(self):
         session = getattr(self._local, "session", None)
@@ -233,8 +260,8 @@ class Crawler:
         with self._hosts_lock:
             return self._hosts.setdefault(host, threading.Lock())
 
-    def fetch(self, url: str, max_bytes: int | None = None) -> tuple[str, int, bytes, str | None]:
-        """(final url, status, body, content type), redirects followed by hand (each hop checked)."""
+    def fetch(self, url: str, max_bytes: int | None = None, headers: dict[str, str] | None = None) -> Fetched:
+        """One page, redirects followed by hand (each hop checked); ``headers``: conditional request headers."""
         import requests
 
         limit = max_bytes or self.settings.max_bytes
@@ -242,10 +269,12 @@ class Crawler:
             _check_address(url, self.settings)
             host = urlsplit(url).hostname
             with self._host_lock(host):
-                self.requests += 1
+                with self._count_lock:
+                    self.requests += 1
+                self._local.requests = getattr(self._local, "requests", 0) + 1
                 try:
                     # verify=True, always: a CA bundle in the environment must not replace the trust above.
-                    resp = self._session().get(url, stream=True, allow_redirects=False, verify=True,
+                    resp = self._session().get(url, stream=True, allow_redirects=False, verify=True, headers=headers,
                                                timeout=(self.settings.connect_timeout, self.settings.read_timeout))
                 except requests.exceptions.SSLError as exc:
                     raise Refused(f"сайт {url[:200]}: сертификат TLS не прошел проверку") from exc
@@ -272,7 +301,8 @@ class Crawler:
                                 raise Refused(f"страница {url[:200]} больше {limit // 1_000_000 or 1} МБ: не читается")
                     except requests.exceptions.RequestException as exc:
                         raise Refused(f"сайт {url[:200]} оборвал ответ") from exc
-                    return resp.url or url, resp.status_code, bytes(body), resp.headers.get("content-type")
+                    return Fetched(resp.url or url, resp.status_code, bytes(body), resp.headers.get("content-type"),
+                                   resp.headers.get("etag"), resp.headers.get("last-modified"))
         raise Refused(f"сайт {url[:200]}: слишком много перенаправлений")
 
     def allowed(self, url: str) -> bool:
@@ -282,10 +312,10 @@ class Crawler:
         if origin not in self._robots:
             parser = None
             try:
-                _, status, body, _ = self.fetch(origin + "/robots.txt", max_bytes=500_000)
-                if status == 200:
+                robots = self.fetch(origin + "/robots.txt", max_bytes=500_000)
+                if robots.status == 200:
                     parser = RobotFileParser()
-                    parser.parse(body.decode("utf-8", errors="replace").splitlines())
+                    parser.parse(robots.body.decode("utf-8", errors="replace").splitlines())
             except Refused:
                 parser = None
             self._robots[origin] = parser
@@ -293,7 +323,41 @@ class Crawler:
         return parser is None or parser.can_fetch(self.settings.user_agent, url)
 
     def check(self, start: str) -> Evidence:
-        """Crawl one site from ``start``: same-site links, admission-like first, within the page and depth limits."""
+        """Crawl one site from ``start``: same-site links, admission-like first, within the page and depth limits.
+        Never raises: an unexpected error is that site's reason, not the end of the other sites' checks."""
+        self._local.requests = 0
+        try:
+            evidence = self._crawl(start)
+        except Exception as exc:  # noqa: BLE001 (one odd site must not stop the region's check)
+            evidence = Evidence(url=start, found=False, reason=f"сайт {start[:200]} не проверен: внутренняя ошибка "
+                                                                f"проверки ({type(exc).__name__})")
+        evidence.requests = getattr(self._local, "requests", 0)
+        return evidence
+
+    def recheck(self, previous: Evidence) -> Evidence | None:
+        """A site found compliant before: ask its evidence page whether it changed (ETag / Last-Modified).
+        Unchanged (304), or changed and still matching: the evidence stands (one request). Else None: crawl."""
+        self._local.requests = 0
+        headers = {k: v for k, v in (("If-None-Match", previous.etag), ("If-Modified-Since", previous.last_modified))
+                   if v}
+        try:
+            if not previous.page or not self.allowed(previous.page):
+                return None
+            got = self.fetch(previous.page, headers=headers or None)
+        except Refused:
+            return None
+        found: list[str] = []
+        if got.status == 304:
+            found = list(previous.phrases)
+        elif got.status == 200:
+            found = match(_visible_text(got.body, got.content_type), self.settings.phrases)
+        if not found:
+            return None
+        return Evidence(url=previous.url, found=True, page=previous.page, phrases=found, status=got.status, pages=1,
+                        etag=got.etag or previous.etag, last_modified=got.last_modified or previous.last_modified,
+                        requests=getattr(self._local, "requests", 0))
+
+    def _crawl(self, start: str) -> Evidence:
         evidence = Evidence(url=start, found=False)
         try:
             _check_address(start, self.settings)
@@ -312,13 +376,14 @@ class Crawler:
                     return evidence
                 continue
             try:
-                final, status, body, ctype = self.fetch(url)
+                got = self.fetch(url)
             except Refused as exc:
                 if evidence.pages == 0:
                     evidence.reason = str(exc)
                     return evidence
                 continue
             evidence.pages += 1
+            final, status = got.url, got.status
             if evidence.status is None:
                 evidence.status = status
             if status >= 400:
@@ -326,17 +391,13 @@ class Crawler:
                     evidence.reason = f"сайт {start} ответил ошибкой HTTP {status}"
                     return evidence
                 continue
-            if ctype and "html" not in ctype.casefold() and "text" not in ctype.casefold():
-                continue
-            page = _Page()
-            try:
-                page.feed(decode(body, ctype))
-                page.close()
-            except Exception:  # a page the parser cannot take is one page less, not a failed check
+            page = _parse(got.body, got.content_type)
+            if page is None:
                 continue
             found = match(" ".join(page.text), self.settings.phrases)
             if found:
                 evidence.found, evidence.page, evidence.phrases, evidence.reason = True, final, found, None
+                evidence.etag, evidence.last_modified = got.etag, got.last_modified
                 return evidence
             if depth >= self.settings.max_depth:
                 continue
@@ -346,7 +407,7 @@ class Crawler:
                     continue
                 seen.add(target)
                 hint = fold(f"{text} {target}")
-                queue.append((0 if any(h in hint for h in LINK_HINTS) else 1, depth + 1, target))
+                queue.append((0 if any(h in hint for h in self.settings.link_hints) else 1, depth + 1, target))
         evidence.reason = (f"на сайте {start} не найдена информация о порядке записи в 1 класс в электронной форме; "
                            f"проверено {evidence.pages} {_pages_word(evidence.pages)}")
         return evidence
@@ -356,6 +417,24 @@ class Crawler:
         urls = list(dict.fromkeys(urls))
         with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
             return dict(zip(urls, pool.map(self.check, urls), strict=True))
+
+
+def _parse(body: bytes, content_type: str | None) -> _Page | None:
+    """Text and links of an HTML or text page; None for other content or a page the parser cannot take."""
+    if content_type and "html" not in content_type.casefold() and "text" not in content_type.casefold():
+        return None
+    page = _Page()
+    try:
+        page.feed(decode(body, content_type))
+        page.close()
+    except Exception:  # noqa: BLE001 (a page the parser cannot take is one page less, not a failed check)
+        return None
+    return page
+
+
+def _visible_text(body: bytes, content_type: str | None) -> str:
+    page = _parse(body, content_type)
+    return " ".join(page.text) if page else ""
 
 
 def match(text: str, phrases: tuple[tuple[str, ...], ...]) -> list[str]:

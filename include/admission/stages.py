@@ -25,8 +25,12 @@ from .vocabulary import Status
 
 RESULT_COLUMNS = [
     "plan_id", "stage", "as_of", "org_id", "kind", "name", "parent_id",
-    "status", "missing", "deadline", "days_overdue", "days_left",
+    "status", "missing", "deadline", "days_overdue", "days_left", "evidence",
 ]
+
+# How the report names what counted for stage 2's website requirement (the start of the evidence text).
+SOURCE_SITE = "проверка сайта"
+SOURCE_ROW = "строка «сайт» в informing"
 
 
 
@@ -39,6 +43,8 @@ class Context:
     plan: Plan
     stage: Stage
     as_of: dt.date
+    sites: pd.DataFrame | None = None  # the day's website check per organization (admission.websites); None: not run
+    evidence: pd.Series | None = None  # org_id -> what counted, set by a check that says (stage 2)
 
     def frame(self, name: str) -> pd.DataFrame:
         return self.data.frames[name]
@@ -179,17 +185,55 @@ def check_esia_informing(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, p
 
 
 def check_public_information(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """МООУСО and ОО: the information is on the official site — the day's website check found it, or an
+    informing row of the stage says channel «сайт»; ОО also on the stand; ДОУ: any informing row."""
     rows = _informing(ctx, own_stage=True)
-    site = _has(orgs, rows.loc[rows["channel"] == "сайт", "org_id"])
+    site_row = _has(orgs, rows.loc[rows["channel"] == "сайт", "org_id"])
     stand = _has(orgs, rows.loc[rows["channel"] == "стенд", "org_id"])
     anything = _has(orgs, rows["org_id"])
+    sites = ctx.sites if ctx.sites is not None else pd.DataFrame(columns=["org_id", "found", "page", "phrases",
+                                                                            "reason", "first_found"])
+    by_org = {r["org_id"]: r for r in sites.to_dict("records")}
+    ids = orgs["org_id"].tolist()
+    site_found = pd.Series([bool(by_org.get(i, {}).get("found")) for i in ids], index=orgs.index, dtype=bool)
+    site = site_row | site_found
     kind = orgs["kind"]
     needs_site = kind.isin(["МООУСО", "ОО"])
     needs_stand = kind == "ОО"
     complete = (~needs_site | site) & (~needs_stand | stand) & (kind.isin(["МООУСО", "ОО"]) | anything)
+    websites = orgs["org_id"].map(ctx.frame("organizations").drop_duplicates("org_id").set_index("org_id")
+                                  .get("website", pd.Series(dtype=object)))
+
+    def why_no_site(org_id: object, website: object) -> str:
+        lead = "нет сведений о размещении информации на официальном сайте: "
+        tail = "; строки с каналом «сайт» по этому этапу в informing тоже нет"
+        found = by_org.get(org_id)
+        if found is not None:
+            return lead + str(found.get("reason") or "информация на сайте не найдена") + tail
+        if not isinstance(website, str) or not website.strip():
+            return lead + "адрес сайта в реестре не указан, автоматическая проверка невозможна" + tail
+        if ctx.sites is None:
+            return lead + "автоматическая проверка сайтов в этот день не выполнялась" + tail
+        return lead + "сайт не проверен" + tail
+
+    def counted(org_id: object, has_row: bool) -> str | None:
+        found = by_org.get(org_id)
+        parts = []
+        if found is not None and found.get("found"):
+            since = found.get("first_found")
+            parts.append(f"{SOURCE_SITE}: {found.get('page')} (найдено: «" + "», «".join(found.get("phrases") or [])
+                         + "»" + (f"; впервые {_fmt(since)}" if isinstance(since, dt.date) else "") + ")")
+        if has_row:
+            parts.append(SOURCE_ROW)
+        return "; ".join(parts) or None
+
+    ctx.evidence = pd.Series(
+        [counted(i, r) if n else None for i, r, n in zip(ids, site_row.tolist(), needs_site.tolist(), strict=True)],
+        index=ids, dtype=object)
+    reasons = pd.Series([why_no_site(i, w) for i, w in zip(ids, websites.tolist(), strict=True)], index=orgs.index)
     missing = _missing(
         orgs,
-        _flag(orgs, needs_site & ~site, "нет сведений о размещении информации на официальном сайте (канал «сайт»)"),
+        _flag(orgs, needs_site & ~site, reasons),
         _flag(orgs, needs_stand & ~stand, "нет сведений о размещении информации на информационном стенде (канал «стенд»)"),
         _flag(orgs, (kind == "ДОУ") & ~anything, "нет ни одной записи об информировании родителей"),
         ctx.row_messages("informing"),
@@ -400,13 +444,13 @@ class StageOutcome:
 
 
 def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
-                   validation: Validation | None = None) -> StageOutcome:
+                   validation: Validation | None = None, sites: pd.DataFrame | None = None) -> StageOutcome:
     """Status of every concerned organization for one stage as of a date."""
     names = ["organizations", *datasets_of(stage.check)]
     if validation is None:
         validation = validate_rows({n: data.frames[n] for n in names if n in data.frames}, informing_stages(plan))
     findings, problems = day_problems(data, validation)
-    ctx = Context(data, problems, plan, stage, as_of)
+    ctx = Context(data, problems, plan, stage, as_of, sites)
     orgs = _orgs(ctx)
     out = CHECKS[stage.check].run()(ctx, orgs)
     complete, missing = out[0].to_numpy(dtype=bool), out[1]
@@ -429,6 +473,7 @@ def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
         overdue = ~complete & (late > 0)
         results["days_overdue"] = pd.Series(late, index=results.index, dtype="Int64").where(overdue)
         results["days_left"] = max((stage.deadline - as_of).days, 0)
+    results["evidence"] = ctx.evidence.reindex(ids).tolist() if ctx.evidence is not None else None
     results["status"] = str(Status.LAGGING)
     results.loc[overdue, "status"] = str(Status.OVERDUE)
     results.loc[complete, "status"] = str(Status.COMPLETE)

@@ -51,6 +51,7 @@ stage_result = Table(
     Column("days_overdue", Integer),
     Column("days_left", Integer),
     Column("computed_at", DateTime, nullable=False),
+    Column("evidence", Text),  # what counted, when the check says (stage 2: the website check or an informing row)
 )
 
 finding = Table(
@@ -109,6 +110,42 @@ operator_snapshot = Table(
     Column("row", Integer),
 )
 
+site_check = Table(
+    "admission_site_check",
+    metadata,
+    Column("plan_id", String(64), primary_key=True),
+    Column("as_of", Date, primary_key=True),
+    Column("url", String(1000), primary_key=True),  # as the registry writes it (stripped)
+    Column("found", Integer, nullable=False),
+    Column("page", Text),
+    Column("phrases", JSON, nullable=False),
+    Column("status", Integer),
+    Column("pages", Integer, nullable=False),
+    Column("reason", Text),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("requests", Integer, nullable=False),  # made for this row; 0: carried over from ``verified_on``
+    Column("verified_on", Date),  # the campaign day the information was last seen on the site itself
+    Column("first_found", Date),  # the first campaign day it was seen (history)
+    Column("checked_at", DateTime, nullable=False),
+)
+
+# Columns added after a table was first created: (table, column, SQL type). ``create_all`` creates missing
+# tables only, so a store from an earlier version gets them here, once, when it is opened.
+_ADDED_COLUMNS = [(stage_result, "evidence", "TEXT")]
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    for table, column, sql_type in _ADDED_COLUMNS:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        if column not in have:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}")
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     # hide_parameters: a failed statement's error (and so the task log) never quotes the values: e-mails, names.
@@ -128,6 +165,7 @@ def engine_for(url: str) -> Engine:
             cur.close()
 
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
 
 
@@ -164,13 +202,14 @@ def save_stage(url: str, plan_id: str, stage: int, as_of: dt.date, results: pd.D
     n = len(results)
     day = as_of.isoformat()
     cols = ["plan_id", "as_of", "stage", "org_id", "kind", "name", "parent_id", "status", "missing", "deadline",
-            "days_overdue", "days_left", "computed_at"]
+            "days_overdue", "days_left", "computed_at", "evidence"]
+    evidence = _column(results, "evidence") if "evidence" in results else [None] * n
     rows = list(zip(
         [plan_id] * n, [day] * n, [int(stage)] * n, _column(results, "org_id"), _column(results, "kind"),
         _column(results, "name"), _column(results, "parent_id"), _column(results, "status"),
         [json.dumps(list(m), ensure_ascii=False) if len(m) else "[]" for m in results["missing"]],
         _column(results, "deadline", lambda d: d.isoformat()), _column(results, "days_overdue", int),
-        _column(results, "days_left", int), [now] * n, strict=True))
+        _column(results, "days_left", int), [now] * n, evidence, strict=True))
     fcols = ["plan_id", "as_of", "stage", "dataset", "file", "row", "column", "message", "org_id"]
     frows = [(plan_id, day, int(stage), f.dataset, f.file, f.row, f.column, f.message, f.org_id) for f in findings]
     with engine_for(url).begin() as conn:
@@ -285,3 +324,55 @@ def load_operator_snapshot(url: str, plan_id: str, as_of: dt.date) -> pd.DataFra
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of)).mappings().all()
     return pd.DataFrame(rows, columns=[c.name for c in t.columns])
+
+
+SITE_COLUMNS = [c.name for c in site_check.columns]
+
+
+def save_site_checks(url: str, plan_id: str, as_of: dt.date, rows: list[dict]) -> None:
+    """Replace the day's website checks of a plan (a re-run of the day leaves one row per site)."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    day = as_of.isoformat()
+
+    def iso(value):
+        return value.isoformat() if isinstance(value, dt.date) else value
+
+    values = [(plan_id, day, r["url"], int(bool(r["found"])), r.get("page"),
+               json.dumps(list(r.get("phrases") or []), ensure_ascii=False), r.get("status"), int(r.get("pages") or 0),
+               r.get("reason"), r.get("etag"), r.get("last_modified"), int(r.get("requests") or 0),
+               iso(r.get("verified_on")), iso(r.get("first_found")), now) for r in rows]
+    t = site_check
+    with engine_for(url).begin() as conn:
+        conn.execute(delete(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of))
+        bulk_insert(conn, t, SITE_COLUMNS, values)
+
+
+def _site_frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame([dict(r) for r in rows], columns=SITE_COLUMNS)
+    frame["found"] = frame["found"].astype(bool)
+    frame["phrases"] = [p if isinstance(p, list) else json.loads(p or "[]") for p in frame["phrases"]]
+    for col in ("as_of", "verified_on", "first_found"):
+        frame[col] = [_as_date(v) for v in frame[col]]
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def load_site_checks(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:
+    """The day's website checks (one row per site address)."""
+    t = site_check
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(t).where(t.c.plan_id == plan_id, t.c.as_of == as_of)).mappings().all()
+    return _site_frame(rows)
+
+
+def latest_site_checks(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
+    """Per site address, its newest check on or before ``until`` (what the next check may reuse)."""
+    from sqlalchemy import func
+
+    t = site_check
+    newest = (select(t.c.url, func.max(t.c.as_of).label("day")).where(t.c.plan_id == plan_id, t.c.as_of <= until)
+              .group_by(t.c.url).subquery())
+    query = select(t).join(newest, (t.c.url == newest.c.url) & (t.c.as_of == newest.c.day)).where(
+        t.c.plan_id == plan_id)
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return _site_frame(rows)

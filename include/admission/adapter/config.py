@@ -47,6 +47,25 @@ def output_dir() -> Path:
     return path
 
 
+def site_check() -> dict:
+    """The Variable ``admission_site_check`` (JSON; absent: the check runs with the plan's settings):
+    ``{"enabled": false}`` switches the website check off; ``ca_bundle``: a PEM file of extra CAs (the national
+    certification authority); ``connect_timeout``/``read_timeout``/``retries``; ``allow_hosts``: "host" or
+    "host:port" entries that may be on loopback or a private network — for tests and the demo only."""
+    import json
+
+    value = Variable.get("admission_site_check", default=None)
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(f"Variable admission_site_check is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise ConfigError('Variable admission_site_check must be a JSON object, e.g. {"enabled": false}')
+    return parsed
+
+
 def get_connection(conn_id: str):
     """The connection, or None when it is not defined (an optional connection)."""
     try:

@@ -176,7 +176,11 @@ def build_ingest_dag(plan: Plan) -> DAG:
             "файл, у которого не изменились размер и время изменения, повторно не читается. Один раз проверяет "
             "строки (Great Expectations) и сохраняет снимок (таблицы и найденные проблемы) в "
             f"`admission_output_dir/snapshots/{plan.id}/<дата>/`, вместе со списком файлов, добавленных, "
-            f"измененных и удаленных с прошлого дня. Затем публикует Asset `{asset.uri}`: по нему запускаются "
+            "измененных и удаленных с прошлого дня. Задача `check_websites` проверяет официальные сайты МООУСО "
+            "и ОО из реестра (этап 2: опубликован ли порядок записи в 1 класс в электронной форме; фразы и "
+            "ограничения — в разделе `site_check` файла плана, выключение и сертификаты — переменная "
+            "`admission_site_check`); сайт, где информация найдена, повторно проверяется раз в "
+            f"{plan.site_check.recheck_days} дн. Затем публикует Asset `{asset.uri}`: по нему запускаются "
             "проверки этапов и списки операторов, которые читают только снимок. Параметры: `as_of`, `dry_run` "
             f"(передается дальше).{example_note(plan)}"
         ),
@@ -189,8 +193,15 @@ def build_ingest_dag(plan: Plan) -> DAG:
 
             return ingest_data(plan, day["as_of"])
 
-        @task(task_id="publish_snapshot", outlets=[asset])
-        def publish_snapshot(day: dict, summary: dict) -> dict:
+        @task(task_id="publish_snapshot", outlets=[asset], trigger_rule="all_done")
+        def publish_snapshot(day: dict) -> dict:
+            """Published after the website check even when that check failed: stage 2 then counts informing rows
+            only and says the sites were not checked; the other stages are not held back. No snapshot, no event."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            summary = get_current_context()["ti"].xcom_pull(task_ids="read_data_folder")
+            if not summary:
+                raise AirflowFailException("снимок данных не сохранен: см. журнал задачи read_data_folder")
             event = {"as_of": day["as_of"], "plan_id": plan.id, "dry_run": day["dry_run"],
                      "files": summary.get("files"), "changed": summary.get("changed"), "added": summary.get("added"),
                      "removed": summary.get("removed")}
@@ -198,9 +209,21 @@ def build_ingest_dag(plan: Plan) -> DAG:
             return event
 
         day = resolve_day_task(plan, from_assets=False)()
-        publish_snapshot(day, read_data_folder(day))
+        read_data_folder(day) >> websites_task(plan)(day) >> publish_snapshot(day)
 
     return ingest_dag()
+
+
+def websites_task(plan: Plan):
+    """`check_websites`: stage 2's website check of the day, after the snapshot (it reads the registry)."""
+
+    @task(task_id="check_websites")
+    def check_websites(day: dict) -> dict:
+        from admission.adapter.tasks import check_websites
+
+        return check_websites(plan, day["as_of"])
+
+    return check_websites
 
 
 def resolve_day_task(plan: Plan, from_assets: bool = True):
@@ -273,7 +296,7 @@ def build_run_day_dag(plan: Plan) -> DAG:
         doc_md=(
             f"### Запуск дня кампании {plan.id} вручную\n\n"
             "Один запуск вместо двенадцати: читает папку данных (`admission_data_dir`) и сохраняет снимок дня, "
-            "проверяет все этапы плана, затем готовит и отправляет напоминания, уведомления о просрочке и эскалации, "
+            "проверяет официальные сайты (этап 2, задача `check_websites`), проверяет все этапы плана, затем готовит и отправляет напоминания, уведомления о просрочке и эскалации, "
             "ежедневный отчет для министерства и заявку в РЦОКО (снимок, отчет, письма `.eml` — в "
             "`admission_output_dir`, результаты — в хранилище проекта) — то же, что делают по расписанию "
             f"`{ingest_dag_id(plan)}`, DAG этапов и DAG рассылки, отчета и операторов. Повторный запуск того же дня "
@@ -294,10 +317,15 @@ def build_run_day_dag(plan: Plan) -> DAG:
 
             return ingest_data(plan, day["as_of"])
 
-        @task(task_id="check_stages")
+        @task(task_id="check_stages", trigger_rule="all_done")
         def check_stages(day: dict) -> dict:
+            """Runs after the website check even when it failed (stage 2 then counts informing rows only)."""
+            from airflow.sdk.exceptions import AirflowFailException
+
             from admission.adapter.tasks import check_stages
 
+            if not get_current_context()["ti"].xcom_pull(task_ids="read_data_folder"):
+                raise AirflowFailException("снимок данных не сохранен: см. журнал задачи read_data_folder")
             return check_stages(plan, day["as_of"])
 
         @task(task_id="summarize_day", trigger_rule="all_done")
@@ -319,7 +347,7 @@ def build_run_day_dag(plan: Plan) -> DAG:
         day = resolve_day_task(plan, from_assets=False)()
         snapshot = read_data_folder(day)
         checked = check_stages(day)
-        snapshot >> checked
+        snapshot >> websites_task(plan)(day) >> checked
         sent = [mail_tasks(plan, day, "compose_digests", "send_digests", ("reminder", "overdue", "escalation"),
                            upstream=checked),
                 mail_tasks(plan, day, "build_report", "send_report", ("report",), upstream=checked),

@@ -23,6 +23,13 @@ def ingest_data(plan: Plan, as_of_iso: str) -> dict:
     return jobs.ingest(config.settings(need_data=True), plan, dt.date.fromisoformat(as_of_iso))
 
 
+def check_websites(plan: Plan, as_of_iso: str) -> dict:
+    """Stage 2's website check of the day (admission.websites), before the stages are judged."""
+    from admission import jobs
+
+    return jobs.check_websites(config.settings(), plan, dt.date.fromisoformat(as_of_iso), config.site_check())
+
+
 def check_stage(plan: Plan, stage_no: int, as_of_iso: str) -> dict:
     from admission import jobs
 

@@ -1,0 +1,106 @@
+"""Stage 2's website check as a daily job: which sites, what is reused from earlier days, what the stage reads.
+
+The crawler (:mod:`admission.sitecheck`) answers for one site; this module decides which sites a day checks
+(the official site in the registry of every МООУСО and ОО the stage concerns), which answers of earlier days
+still stand, and turns the day's answers into per-organization evidence for the stage check.
+
+Reuse, so that 2,000 sites are not crawled in full every day:
+- a site found compliant is not fetched again for ``recheck_days`` (the plan's ``site_check``); after that,
+  its evidence page is asked whether it changed (ETag / Last-Modified): unchanged, or changed and still
+  matching, the evidence stands after one request; otherwise the site is crawled again;
+- a site where the information was not found is crawled every day (it may be published any day).
+Every day stores one row per site (reused rows say so: no requests, the day it was last verified), so a
+day's stage result always reads that day's rows, and the history keeps the first day the information was seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+
+from .sitecheck import Crawler, Evidence
+
+log = logging.getLogger(__name__)
+
+# Contract §2, stage 2: МООУСО and ОО must publish on their official sites (ДОУ: any informing row).
+SITE_KINDS = ("МООУСО", "ОО")
+
+
+def site_url(value: object) -> str | None:
+    """The registry's «Официальный сайт» as an address to fetch: the first address of the cell, ``http://`` added
+    when the scheme is missing (people write «school1.ru»); None when empty."""
+    if not isinstance(value, str):
+        return None
+    parts = [p for p in re.split(r"[\s;,]+", value.strip()) if p]
+    if not parts:
+        return None
+    url = parts[0]
+    return url if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url) else "http://" + url
+
+
+def sites_of(plan, orgs: pd.DataFrame) -> dict[str, list[str]]:
+    """Site address -> the organizations whose official site it is (kinds the site stage concerns)."""
+    from .registry import CHECKS
+
+    kinds = {k for s in plan.stages if CHECKS[s.check].sites for k in s.concerns} & set(SITE_KINDS)
+    out: dict[str, list[str]] = {}
+    rows = orgs[orgs["kind"].isin(sorted(kinds))] if "website" in orgs else orgs.iloc[0:0]
+    for org_id, website in zip(rows["org_id"].tolist(), rows["website"].tolist(), strict=True):
+        url = site_url(website)
+        if url:
+            out.setdefault(url, []).append(org_id)
+    return out
+
+
+def _evidence(row: dict) -> Evidence:
+    return Evidence(url=row["url"], found=bool(row["found"]), page=row.get("page"), phrases=list(row.get("phrases") or []),
+                    status=row.get("status"), pages=int(row.get("pages") or 0), reason=row.get("reason"),
+                    etag=row.get("etag"), last_modified=row.get("last_modified"))
+
+
+def check_sites(crawler: Crawler, urls: list[str], previous: pd.DataFrame, as_of: dt.date,
+                recheck_days: int) -> list[dict]:
+    """One stored row per site for ``as_of``: reused, re-checked (conditional request) or crawled."""
+    before = {r["url"]: r for r in previous.to_dict("records")} if not previous.empty else {}
+
+    def one(url: str) -> dict:
+        prev = before.get(url)
+        evidence, verified = None, as_of
+        if prev and prev["found"] and prev.get("verified_on") and prev["verified_on"] <= as_of:
+            if (as_of - prev["verified_on"]).days < recheck_days:
+                evidence, verified = _evidence(prev), prev["verified_on"]
+                evidence.requests = 0
+            else:
+                evidence = crawler.recheck(_evidence(prev))
+        if evidence is None:
+            evidence = crawler.check(url)
+        first = prev.get("first_found") if prev else None
+        if evidence.found and (first is None or first > as_of):
+            first = as_of
+        return {"url": url, "found": evidence.found, "page": evidence.page, "phrases": evidence.phrases,
+                "status": evidence.status, "pages": evidence.pages, "reason": evidence.reason, "etag": evidence.etag,
+                "last_modified": evidence.last_modified, "requests": evidence.requests,
+                "verified_on": verified if evidence.found else None, "first_found": first}
+
+    with ThreadPoolExecutor(max_workers=max(1, crawler.settings.concurrency)) as pool:
+        return list(pool.map(one, urls))
+
+
+def organization_evidence(checks: pd.DataFrame, orgs: pd.DataFrame) -> pd.DataFrame:
+    """The day's site rows per organization of the registry: org_id, url, found, page, phrases, reason,
+    first_found; an organization whose site was not checked that day is absent."""
+    columns = ["org_id", "url", "found", "page", "phrases", "reason", "first_found"]
+    if checks.empty or "website" not in orgs:
+        return pd.DataFrame(columns=columns)
+    by_url = {r["url"]: r for r in checks.to_dict("records")}
+    rows = []
+    for org_id, website in zip(orgs["org_id"].tolist(), orgs["website"].tolist(), strict=True):
+        url = site_url(website)
+        row = by_url.get(url) if url else None
+        if row is not None:
+            rows.append({"org_id": org_id, **{c: row.get(c) for c in columns[1:]}})
+    return pd.DataFrame(rows, columns=columns)
