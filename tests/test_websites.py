@@ -1,0 +1,191 @@
+"""Stage 2 on the real websites: the daily check (admission.websites, jobs.check_websites), its reuse of earlier
+days, and a campaign day whose stage-2 mail quotes what the check found (real HTTP servers on loopback)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from conftest import ORG_HEADER, REPO, set_airflow_env, write_csv
+from test_sitecheck import PRIEM, Site
+
+D = dt.date
+
+
+@pytest.fixture
+def served():
+    made: list[Site] = []
+
+    def make(pages: dict) -> Site:
+        made.append(Site(pages))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def _etagged(body: str, etag: str = '"v1"'):
+    def answer(handler):
+        if handler.headers.get("If-None-Match") == etag:
+            return 304, {"ETag": etag}, b""
+        return 200, {"ETag": etag}, body
+
+    return answer
+
+
+def _region(folder: Path, uo_site: str, school_site: str) -> Path:
+    rows = [
+        ["MIN", "РОИВ", "Министерство", "", "Тестов Т.Т.", "min@test.example", "", "", "", ""],
+        ["M1", "МООУСО", "Управление образования", "", "Главнов Г.Г.", "uo@test.example", uo_site, "", "", ""],
+        ["S1", "ОО", "Школа № 1", "M1", "Первова П.П.", "s1@test.example", school_site, "1234567894", "", ""],
+        ["S2", "ОО", "Школа № 2", "M1", "Второв В.В.", "s2@test.example", "", "1234567894", "", ""],
+    ]
+    write_csv(folder / "organizations.csv", ORG_HEADER, rows)
+    return folder
+
+
+def _day(settings, plan, day: D, allow: str) -> dict:
+    from admission import jobs
+
+    jobs.ingest(settings, plan, day)
+    return jobs.check_websites(settings, plan, day, {"allow_hosts": [allow]})
+
+
+def test_a_compliant_site_is_reused_for_a_week_then_asked_if_changed_and_the_stage_counts_it(tmp_path, served, plan):
+    from admission import jobs
+    from admission.store import latest_site_checks, load_results, load_site_checks
+
+    uo = served({"/": (200, {}, '<a href="/priem/">Прием в 1 класс</a>'), "/priem/": _etagged(PRIEM)})
+    school = served({"/": (200, {}, "<p>Новости школы</p>")})
+    settings = jobs.Settings(data_dir=_region(tmp_path / "data", uo.url + "/", school.url + "/"),
+                             output_dir=tmp_path / "out", store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    first = _day(settings, plan, D(2019, 12, 20), "127.0.0.1")
+    assert first["sites"] == 2 and first["found"] == 1
+    assert [h for h in uo.hits if h != "/robots.txt"] == ["/", "/priem/"]
+
+    # The next day: the compliant site is not fetched at all; the other one is crawled again.
+    uo.hits.clear()
+    school.hits.clear()
+    second = _day(settings, plan, D(2019, 12, 21), "127.0.0.1")
+    assert uo.hits == [] and "/" in school.hits
+    assert second["reused"] == 1
+    rows = load_site_checks(settings.store_url, plan.id, D(2019, 12, 21)).set_index("url")
+    assert rows.loc[uo.url + "/", "requests"] == 0 and rows.loc[uo.url + "/", "verified_on"] == D(2019, 12, 20)
+
+    # A week after it was verified: one conditional request for the evidence page, answered 304.
+    _day(settings, plan, D(2019, 12, 27), "127.0.0.1")
+    assert [h for h in uo.hits if h != "/robots.txt"] == ["/priem/"]
+    latest = latest_site_checks(settings.store_url, plan.id, D(2019, 12, 27)).set_index("url")
+    assert latest.loc[uo.url + "/", "found"] and latest.loc[uo.url + "/", "verified_on"] == D(2019, 12, 27)
+    assert latest.loc[uo.url + "/", "first_found"] == D(2019, 12, 20)  # history: first seen on the 20th
+
+    jobs.check_stages(settings, plan, D(2019, 12, 27))
+    stage = next(s.number for s in plan.stages if s.check == "public_information")
+    results = load_results(settings.store_url, plan.id, D(2019, 12, 27), [stage]).set_index("org_id")
+    assert results.loc["M1", "status"] == "complete"  # no informing row at all: the site check alone
+    assert results.loc["M1", "evidence"].startswith("проверка сайта: " + uo.url + "/priem/")
+    s1 = " ".join(results.loc["S1", "missing"])
+    assert f"на сайте {school.url}/ не найдена информация" in s1 and "проверено 1 страница" in s1
+    assert "адрес сайта в реестре не указан" in " ".join(results.loc["S2", "missing"])
+
+
+def test_a_site_that_stops_matching_is_crawled_again_and_loses_its_evidence(tmp_path, served, plan):
+    from admission import jobs
+    from admission.store import load_site_checks
+
+    pages = {"/": (200, {}, '<a href="/priem/">Прием в 1 класс</a>'), "/priem/": _etagged(PRIEM)}
+    uo = served(pages)
+    settings = jobs.Settings(data_dir=_region(tmp_path / "data", uo.url, ""), output_dir=tmp_path / "out",
+                             store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    _day(settings, plan, D(2019, 12, 10), "127.0.0.1")
+    pages["/priem/"] = _etagged("<p>Страница в разработке</p>", '"v2"')
+    _day(settings, plan, D(2019, 12, 20), "127.0.0.1")
+    row = load_site_checks(settings.store_url, plan.id, D(2019, 12, 20)).iloc[0]
+    assert not row["found"] and "проверено 2 страницы" in row["reason"]
+    assert row["first_found"] == D(2019, 12, 10)  # the history keeps when it was first seen
+
+
+def test_the_switch_and_the_allow_list_leave_stage_2_to_the_informing_rows(tmp_path, served, plan):
+    from admission import jobs
+    from admission.store import load_site_checks
+
+    uo = served({"/": (200, {}, PRIEM)})
+    settings = jobs.Settings(data_dir=_region(tmp_path / "data", uo.url, ""), output_dir=tmp_path / "out",
+                             store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    jobs.ingest(settings, plan, D(2019, 12, 20))
+    assert "skipped" in jobs.check_websites(settings, plan, D(2019, 12, 20), {"enabled": False})
+    assert load_site_checks(settings.store_url, plan.id, D(2019, 12, 20)).empty and uo.hits == []
+    # Without the allow-list a registry address on loopback is refused before any request.
+    jobs.check_websites(settings, plan, D(2019, 12, 20), {})
+    row = load_site_checks(settings.store_url, plan.id, D(2019, 12, 20)).iloc[0]
+    assert not row["found"] and "внутреннюю сеть" in row["reason"] and uo.hits == []
+
+
+@pytest.mark.airflow
+def test_the_demo_day_counts_the_sites_and_the_overdue_notice_quotes_the_check(
+        airflow_db, tmp_path, monkeypatch, smtp_sink, plan):
+    """The demo region with its websites served on loopback, the whole day through Airflow (run_day)."""
+    from admission.demo import generate
+    from admission.demo_sites import serving
+    from admission.store import load_results
+    from airflow.dag_processing.dagbag import DagBag
+    from openpyxl import load_workbook
+
+    with serving(0) as base:
+        data = tmp_path / "demo"
+        generate(data, sites=base)
+        set_airflow_env(monkeypatch, data, tmp_path / "out", smtp_sink)
+        monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_SITE_CHECK", f'{{"allow_hosts": ["{base[len("http://"):]}"]}}')
+        dag = DagBag(dag_folder=str(REPO / "dags")).dags["run_day_2020_2021"]
+        run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": "2020-01-15", "dry_run": False})
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert all("success" in s for s in states.values()), states
+    stage = next(s.number for s in plan.stages if s.check == "public_information")
+    results = load_results(f"sqlite:///{tmp_path / 'out' / 'admission.db'}", plan.id, D(2020, 1, 15), [stage])
+    results = results.set_index("org_id")
+    # ОО 9 of each МООУСО has no «сайт» row: its «Госвеб»-like site (three links deep) counts.
+    assert results.loc["S109", "status"] == "complete"
+    assert results.loc["S109", "evidence"].startswith(f"проверка сайта: {base}/school9-zarechny/roditelyam")
+    assert results.loc["S103", "evidence"] == "строка «сайт» в informing"  # site without it; the row counts
+    # МООУСО 3: neither; its overdue notice quotes what the check found.
+    assert results.loc["M03", "status"] == "overdue"
+    notices = [m for m in smtp_sink.messages() if m["X-Admission-Kind"] == "overdue"
+               and "uo-svetlogorsk@" in m["To"]]
+    assert len(notices) == 1
+    text = notices[0].get_body(("plain",)).get_content()
+    assert (f"на сайте {base}/edu-svetlogorsk/ не найдена информация о порядке записи в 1 класс в электронной "
+            f"форме; проверено 4 страницы") in text
+    book = load_workbook(tmp_path / "out" / "reports" / plan.id / "2020-01-15" / "report_2020-2021_2020-01-15.xlsx",
+                         read_only=True)
+    rows = list(book[f"Этап {stage}"].iter_rows(values_only=True))
+    assert rows[0][-1] == "Что засчитано"
+    assert any(r[0] == "S109" and r[-1].startswith("проверка сайта") for r in rows[1:])
+
+
+@pytest.mark.airflow
+def test_a_failed_website_check_turns_the_run_red_but_stage_2_is_judged_on_the_rows_and_mail_goes_out(
+        airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, plan):
+    from admission import websites
+    from admission.store import load_results
+    from airflow.dag_processing.dagbag import DagBag
+
+    def broken(*_a, **_k):
+        raise RuntimeError("simulated failure of the website check")
+
+    monkeypatch.setattr(websites, "check_sites", broken)
+    set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
+    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_SITE_CHECK", "{}")
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["run_day_2020_2021"]
+    for task in dag.tasks:
+        task.retries = 0
+    run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": "2020-01-15", "dry_run": False})
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert "failed" in states["check_websites"] and "success" not in str(run.state), states
+    assert all("success" in states[t] for t in ("check_stages", "send_digests", "send_report")), states
+    stage = next(s.number for s in plan.stages if s.check == "public_information")
+    results = load_results(f"sqlite:///{tmp_path / 'admission.db'}", plan.id, D(2020, 1, 15), [stage])
+    m03 = " ".join(results.set_index("org_id").loc["M03", "missing"])
+    assert "автоматическая проверка сайтов в этот день не выполнялась" in m03
+    assert any(m["X-Admission-Kind"] == "overdue" for m in smtp_sink.messages())
