@@ -189,3 +189,24 @@ def test_a_failed_website_check_turns_the_run_red_but_stage_2_is_judged_on_the_r
     m03 = " ".join(results.set_index("org_id").loc["M03", "missing"])
     assert "автоматическая проверка сайтов в этот день не выполнялась" in m03
     assert any(m["X-Admission-Kind"] == "overdue" for m in smtp_sink.messages())
+
+
+def test_a_store_from_before_the_evidence_column_gets_it_when_opened(tmp_path):
+    import sqlite3
+
+    from admission.store import engine_for, save_stage
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the results table as earlier versions created it
+        conn.execute("CREATE TABLE admission_stage_result (plan_id VARCHAR(64), as_of DATE, stage INTEGER, "
+                     "org_id VARCHAR(64), kind VARCHAR(16), name TEXT, parent_id VARCHAR(64), status VARCHAR(16), "
+                     "missing JSON, deadline DATE, days_overdue INTEGER, days_left INTEGER, computed_at DATETIME, "
+                     "PRIMARY KEY (plan_id, as_of, stage, org_id))")
+    import pandas as pd
+
+    results = pd.DataFrame([{"org_id": "M1", "kind": "МООУСО", "name": "УО", "parent_id": None, "status": "complete",
+                             "missing": [], "deadline": D(2019, 12, 27), "days_overdue": None, "days_left": 0,
+                             "evidence": "проверка сайта: https://uo.example/priem"}])
+    save_stage(f"sqlite:///{db}", "p", 2, D(2019, 12, 20), results, [])
+    with engine_for(f"sqlite:///{db}").connect() as conn:
+        assert conn.exec_driver_sql("SELECT evidence FROM admission_stage_result").scalar().startswith("проверка")
