@@ -31,6 +31,7 @@ class Settings:
     from_email: str = "admission@localhost"
     from_name: str = "Мониторинг приема в 1-й класс"
     limits: Limits = field(default_factory=Limits.from_env)
+    form_key: str | None = None  # Variable admission_form_key; None: the key file in the output folder
 
     def parse_cache(self):
         """The shared cache of parsed files under the output folder (see admission.parse_cache), pruned."""
@@ -179,6 +180,7 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
     from .notify import KINDS, plan_digests
     from .outbox import enqueue
     from .reader import freeze_heap
+    from .registry import CHECKS
     from .store import load_results
     from .workdays import WorkCalendar
 
@@ -189,10 +191,15 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
     if results.empty:
         log.warning("no stage results stored for plan %s on %s: run the stage DAGs first", plan.id, as_of)
         return {"as_of": as_of.isoformat(), "digests": 0}
-    data = load_snapshot(settings, plan, as_of, ["operators"]).data
+    from .forms import attachments_for, installation_key
+
+    form_sets = sorted({d for s in plan.stages for d in CHECKS[s.check].form})
+    data = load_snapshot(settings, plan, as_of, sorted({"operators", *form_sets})).data
     freeze_heap()
     digests = plan_digests(plan, as_of, results, data)
-    messages = render_all(digests, plan, settings.from_email, settings.from_name)
+    attach = attachments_for(plan, as_of, data.frames, installation_key(settings.output_dir, settings.form_key),
+                             settings.from_email)
+    messages = render_all(digests, plan, settings.from_email, settings.from_name, attach)
     counts = enqueue(settings.store_url, plan.id, as_of, messages, dry_run=dry_run, supersedes=KINDS)
     by_kind: dict[str, int] = {}
     for d in digests:

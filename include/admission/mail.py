@@ -186,8 +186,9 @@ def _b64(text: str) -> str:
 
 
 def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
-           now: dt.datetime | None = None) -> Rendered:
-    """The complete message for one digest; the same digest always gets the same Message-ID."""
+           now: dt.datetime | None = None, attachments: list[tuple[str, bytes]] | None = None) -> Rendered:
+    """The complete message for one digest; the same digest always gets the same Message-ID.
+    ``attachments``: (ASCII file name, XLSX bytes), e.g. the organizations' forms (admission.forms)."""
     by_stage: dict[int, list] = {}
     for item in digest.items:  # one pass: an escalation digest may list thousands of items
         by_stage.setdefault(item.stage, []).append(item)
@@ -202,7 +203,7 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
     context = {
         "subject": subject, "recipient": digest.recipient, "kind": digest.kind, "stages": stages,
         "intro": INTROS[digest.kind].format(date=ru_date(digest.as_of)), "next_step": NEXT_STEPS[digest.kind],
-        "plan_id": plan.id, "as_of": digest.as_of,
+        "plan_id": plan.id, "as_of": digest.as_of, "forms": [name for name, _ in attachments or []],
     }
     text = _env().get_template("digest.txt.j2").render(context)
     html = _env().get_template("digest.html.j2").render(context)
@@ -230,18 +231,32 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
         wire_headers["X-Admission-Orgs"] = "\n ".join(lines).rstrip(",")
     boundary = "=_admission_" + hashlib.sha256(digest.key.encode()).hexdigest()[:24]
     head = "".join(f"{k}: {v}\n" for k, v in wire_headers.items())
-    wire = (
-        f"{head}MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"{boundary}\"\n\n"
+    body = (
+        f"Content-Type: multipart/alternative; boundary=\"{boundary}\"\n\n"
         f"--{boundary}\nContent-Type: text/plain; charset=\"utf-8\"\nContent-Transfer-Encoding: base64\n\n"
         f"{_b64(text)}--{boundary}\nContent-Type: text/html; charset=\"utf-8\"\n"
         f"Content-Transfer-Encoding: base64\n\n{_b64(html)}--{boundary}--\n"
     )
+    if attachments:
+        outer = boundary + "_mixed"
+        parts = "".join(
+            f"--{outer}\nContent-Type: {XLSX_TYPE}; name=\"{name}\"\nContent-Transfer-Encoding: base64\n"
+            f"Content-Disposition: attachment; filename=\"{name}\"\n\n"
+            f"{base64.encodebytes(data).decode('ascii')}" for name, data in attachments)
+        body = f"Content-Type: multipart/mixed; boundary=\"{outer}\"\n\n--{outer}\n{body}{parts}--{outer}--\n"
+    wire = f"{head}MIME-Version: 1.0\n{body}"
     return Rendered(headers, wire, digest.recipient.email)
 
 
-def render_all(digests: list[Digest], plan: Plan, from_email: str, from_name: str = "") -> list[tuple[str, str, Rendered]]:
-    """(digest key, kind, message) for every digest: what the outbox records."""
-    return [(d.key, d.kind, render(d, plan, from_email, from_name)) for d in digests]
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def render_all(digests: list[Digest], plan: Plan, from_email: str, from_name: str = "",
+               attach=None) -> list[tuple[str, str, Rendered]]:
+    """(digest key, kind, message) for every digest: what the outbox records. ``attach(digest)``: its
+    attachments (the organizations' forms), or None."""
+    return [(d.key, d.kind, render(d, plan, from_email, from_name, attachments=attach(d) if attach else None))
+            for d in digests]
 
 
 def to_wire(msg: Message | Rendered) -> str:

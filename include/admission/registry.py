@@ -20,6 +20,7 @@ class Check:
     function: str  # the name of a function of admission.stages: (Context, orgs) -> complete, missing[, overdue]
     title: str  # Russian, for the DAG docs
     sites: bool = False  # the check also reads the day's website check (admission.websites)
+    form: tuple[str, ...] = ()  # what the organization itself fills in: the sheets of its form (admission.forms)
 
     def run(self) -> Callable:
         from admission import stages
@@ -28,16 +29,20 @@ class Check:
 
 
 CHECKS: dict[str, Check] = {c.name: c for c in (
-    Check("esia_informing", ("informing",), "check_esia_informing", "информирование о регистрации в ЕСИА"),
+    Check("esia_informing", ("informing",), "check_esia_informing", "информирование о регистрации в ЕСИА",
+          form=("informing",)),
     Check("public_information", ("informing",), "check_public_information",
-          "информация на сайте (автоматическая проверка сайтов или строки informing) и на стенде", sites=True),
+          "информация на сайте (автоматическая проверка сайтов или строки informing) и на стенде", sites=True,
+          form=("informing",)),
     Check("parent_meetings", ("informing",), "check_parent_meetings",
-          "родительские собрания с протоколами (строки informing этого этапа)"),
-    Check("module_staff", ("module_staff",), "check_module_staff", "ответственные МООУСО за модуль"),
-    Check("operators", ("operators",), "check_operators", "списки главных операторов и операторов ОО"),
+          "родительские собрания с протоколами (строки informing этого этапа)", form=("informing",)),
+    Check("module_staff", ("module_staff",), "check_module_staff", "ответственные МООУСО за модуль",
+          form=("module_staff",)),
+    Check("operators", ("operators",), "check_operators", "списки главных операторов и операторов ОО",
+          form=("operators",)),
     Check("accounts", ("operators", "accounts"), "check_accounts", "учетные записи операторов, выданные РЦОКО"),
     Check("school_data", ("school_cards", "first_grade_classes", "operators"), "check_school_data",
-          "карточка ОО и 1-е классы"),
+          "карточка ОО и 1-е классы", form=("school_cards", "first_grade_classes")),
     Check("approvals", ("approvals",), "check_approvals", "утверждение сведений МООУСО"),
 )}
 

@@ -146,6 +146,7 @@ class Workbook:
         self.path = path
         self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6)
         self._sheets: list[tuple[str, int, int]] = []  # title, rows (with header), columns
+        self.properties: dict[str, str] = {}  # custom document properties (docProps/custom.xml)
 
     def _title(self, title: str) -> str:
         """Excel's sheet-name rules: ≤31 characters, none of []:*?/\\, unique ignoring case."""
@@ -159,7 +160,10 @@ class Workbook:
         return name
 
     def add_sheet(self, title: str, header: list[str], rows: Iterable[Iterable[object]],
-                  widths: list[int] | None = None) -> str:
+                  widths: list[int] | None = None, choices: dict[int, tuple[str, ...]] | None = None,
+                  date_columns: Iterable[int] = (), form_rows: int = 0) -> str:
+        """``choices``: column index -> the values of its drop-down list; ``date_columns``: columns whose empty
+        cells are formatted as dates; both cover ``form_rows`` rows below the header (a form to fill in)."""
         rows = list(rows)
         if len(rows) + 1 > MAX_ROWS:
             raise ValueError(f"sheet «{title}»: {len(rows)} rows do not fit in one Excel sheet")
@@ -179,9 +183,11 @@ class Workbook:
                 '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>',
                 '<sheetFormatPr defaultRowHeight="15"/>',
             ]
+            dated = set(date_columns)
             if widths:
                 head.append("<cols>" + "".join(
-                    f'<col min="{i}" max="{i}" width="{w}" customWidth="1"/>' for i, w in enumerate(widths, 1)
+                    f'<col min="{i}" max="{i}" width="{w}" customWidth="1"'
+                    + (f' style="{_DATE}"' if i - 1 in dated else "") + "/>" for i, w in enumerate(widths, 1)
                 ) + "</cols>")
             head.append('<sheetData><row r="1">')
             head.extend(_cell(f"{letters[i]}1", h, _BOLD) for i, h in enumerate(header))
@@ -195,6 +201,13 @@ class Workbook:
                     out.write("".join(chunk).encode("utf-8"))
                     chunk = []
             chunk.append(f'</sheetData><autoFilter ref="A1:{last}"/>')
+            if choices:
+                end = max(form_rows, len(rows)) + 1
+                chunk.append(f'<dataValidations count="{len(choices)}">' + "".join(
+                    '<dataValidation type="list" allowBlank="1" showErrorMessage="1" '
+                    f'sqref="{letters[i]}2:{letters[i]}{end}"><formula1>'
+                    + escape('"' + ",".join(v.replace('"', "") for v in values) + '"') + "</formula1></dataValidation>"
+                    for i, values in sorted(choices.items())) + "</dataValidations>")
             chunk.append('<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>')
             chunk.append("</worksheet>")
             out.write("".join(chunk).encode("utf-8"))
@@ -208,6 +221,16 @@ class Workbook:
             self.add_sheet("Лист1", [], [])
         n = len(self._sheets)
         z = self._zip
+        custom = bool(self.properties)
+        if custom:
+            z.writestr(_member("docProps/custom.xml"), (
+                '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+                '<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/custom-properties" '
+                'xmlns:vt="http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes">'
+                + "".join(f'<property fmtid="{{D5CDD505-2E9C-101B-9397-08002B2CF9AE}}" pid="{i}" name={quoteattr(k)}>'
+                          f"<vt:lpwstr>{_text(v)}</vt:lpwstr></property>"
+                          for i, (k, v) in enumerate(self.properties.items(), 2))
+                + "</Properties>"))
         z.writestr(_member("[Content_Types].xml"), (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
@@ -220,12 +243,16 @@ class Workbook:
                       for i in range(1, n + 1))
             + '<Override PartName="/xl/styles.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
-            "</Types>"))
+            + ('<Override PartName="/docProps/custom.xml" '
+               'ContentType="application/vnd.openxmlformats-officedocument.custom-properties+xml"/>' if custom else "")
+            + "</Types>"))
         z.writestr(_member("_rels/.rels"), (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
             f'<Relationship Id="rId1" Type="{_REL}/officeDocument" Target="xl/workbook.xml"/>'
-            "</Relationships>"))
+            + (f'<Relationship Id="rId2" Type="{_REL}/custom-properties" Target="docProps/custom.xml"/>'
+               if custom else "")
+            + "</Relationships>"))
         z.writestr(_member("xl/_rels/workbook.xml.rels"), (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
             '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'

@@ -163,4 +163,5 @@ def settings(need_data: bool = False, sender=None):
     if sender is None:
         _, sender = smtp_or_defaults()
     return Settings(data_dir=data_dir() if need_data else None, output_dir=output_dir(), store_url=store_url(),
-                    from_email=sender.from_email, from_name=sender.from_name)
+                    from_email=sender.from_email, from_name=sender.from_name,
+                    form_key=Variable.get("admission_form_key", default=None))

@@ -1,0 +1,215 @@
+"""The organization's own form: one workbook attached to its reminders and overdue notices, returned by mail.
+
+A sheet per dataset its open stages need (the check registry's ``form`` datasets), the contract's Russian
+headers, prefilled with the rows the product already has for the organization, drop-down lists for
+enumerations, date columns formatted as dates, and an instruction sheet. The form carries its identity —
+plan, organization, stages, date, datasets — signed with HMAC-SHA256 in a custom document property
+(``admission_form``). The key is the installation's (Variable ``admission_form_key``, else a key file in the
+output folder), never in the workbook: a returned form proves which organization it was made for, so a form
+forwarded by someone else still counts for its own organization and for no other (admission.intake).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .schema import CHANNELS, DATASETS, OPERATOR_ROLES
+
+FORM_PROPERTY = "admission_form"
+YES_NO = ("да", "нет")
+# Typical positions offered in the list (any other may be typed: the list does not refuse it).
+POSITIONS = ("директор", "и.о. директора", "заместитель директора", "учитель", "секретарь", "главный специалист",
+             "ведущий специалист")
+
+
+@dataclass(frozen=True)
+class FormIdentity:
+    plan_id: str
+    org_id: str
+    stages: tuple[int, ...]
+    as_of: dt.date
+    datasets: tuple[str, ...]
+
+    def payload(self) -> str:
+        return "|".join([self.plan_id, self.org_id, ",".join(map(str, self.stages)), self.as_of.isoformat(),
+                         ",".join(self.datasets)])
+
+
+def sign(identity: FormIdentity, key: bytes) -> str:
+    payload = identity.payload()
+    return payload + "|" + hmac.new(key, payload.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def verify(value: str, key: bytes) -> FormIdentity | None:
+    """The identity a signed value names, or None when the signature does not match (tampered, another key)."""
+    payload, _, signature = value.rpartition("|")
+    expected = hmac.new(key, payload.encode("utf-8"), hashlib.sha256).hexdigest()
+    if not payload or not hmac.compare_digest(signature, expected):
+        return None
+    try:
+        plan_id, org_id, stages, day, datasets = payload.split("|")
+        return FormIdentity(plan_id, org_id, tuple(int(s) for s in stages.split(",") if s), dt.date.fromisoformat(day),
+                            tuple(d for d in datasets.split(",") if d in DATASETS))
+    except ValueError:
+        return None
+
+
+def installation_key(output_dir: Path, configured: str | None = None) -> bytes:
+    """The HMAC key: the configured one (Variable ``admission_form_key``), else a random key made once in the
+    output folder (``form.key``, readable by the owner only), so that the demo and a small installation work."""
+    import os
+    import secrets
+
+    if configured:
+        return configured.encode("utf-8")
+    path = Path(output_dir) / "form.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        os.replace(path.with_suffix(".tmp"), path)
+    return path.read_text().strip().encode("utf-8")
+
+
+def attachments_for(plan, as_of: dt.date, frames: dict, key: bytes, reply_to: str, max_orgs: int = 20):
+    """``attach(digest)`` for mail.render_all: a form per organization of a reminder or overdue notice (an
+    escalation carries none: its reader supervises, the organization fills in). Forms are built once per
+    (organization, stages) for the day and shared by every recipient of that organization."""
+    names = {}
+    orgs = frames.get("organizations")
+    if orgs is not None and not orgs.empty:
+        names = dict(zip(orgs["org_id"].tolist(), orgs["name"].tolist(), strict=True))
+    built: dict[tuple[str, tuple[int, ...]], bytes | None] = {}
+
+    def attach(digest) -> list[tuple[str, bytes]] | None:
+        if digest.kind not in ("reminder", "overdue"):
+            return None
+        stages: dict[str, set[int]] = {}
+        for item in digest.items:
+            stages.setdefault(item.org_id, set()).add(item.stage)
+        if len(stages) > max_orgs:
+            return None
+        out = []
+        for org_id, numbers in sorted(stages.items()):
+            key_ = (org_id, tuple(sorted(numbers)))
+            if key_ not in built:
+                built[key_] = build_form(plan, as_of, org_id, str(names.get(org_id, org_id)), sorted(numbers), frames,
+                                         key, reply_to)
+            if built[key_] is not None:
+                out.append((file_name(org_id, as_of), built[key_]))
+        return out or None
+
+    return attach
+
+
+def form_datasets(plan, stages: list[int]) -> list[str]:
+    """Datasets an organization fills in for these stages of the plan (admission.registry: ``form``)."""
+    from .registry import CHECKS
+
+    out: list[str] = []
+    for number in sorted(stages):
+        for name in CHECKS[plan.stage(number).check].form:
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def sheet_dataset(title: str) -> str | None:
+    """The dataset whose Russian title a form sheet bears."""
+    folded = " ".join(title.split()).casefold()
+    return next((d.name for d in DATASETS.values() if d.ru.casefold() == folded), None)
+
+
+def _choices(plan, name: str) -> dict[str, tuple[str, ...]]:
+    from .registry import informing_stages
+
+    if name == "operators":
+        return {"role": OPERATOR_ROLES, "position": POSITIONS}
+    if name == "informing":
+        return {"channel": CHANNELS, "stage": tuple(str(n) for n in informing_stages(plan))}
+    if name == "module_staff":
+        return {"replaced": YES_NO, "position": POSITIONS}
+    return {}
+
+
+def _cell(value: object) -> object:
+    if value is None or type(value).__name__ in ("NAType", "NaTType") or (isinstance(value, float) and value != value):
+        return None  # missing (None, pandas NA/NaT, NaN)
+    if isinstance(value, bool):
+        return "да" if value else "нет"
+    return value
+
+
+def file_name(org_id: str, as_of: dt.date) -> str:
+    """An ASCII attachment name (mail clients show it as is)."""
+    return f"forma_{re.sub(r'[^0-9A-Za-z_-]+', '_', org_id)[:40]}_{as_of.isoformat()}.xlsx"
+
+
+def build_form(plan, as_of: dt.date, org_id: str, org_name: str, stages: list[int], frames: dict, key: bytes,
+               reply_to: str) -> bytes | None:
+    """The organization's workbook for these stages, or None when they need no form (e.g. accounts, approvals)."""
+    from .xlsx import Workbook
+
+    datasets = form_datasets(plan, stages)
+    if not datasets:
+        return None
+    identity = FormIdentity(plan.id, org_id, tuple(sorted(stages)), as_of, tuple(datasets))
+    with tempfile.TemporaryDirectory(prefix="admission-form-") as tmp:
+        path = Path(tmp) / "form.xlsx"
+        wb = Workbook(path)
+        wb.properties[FORM_PROPERTY] = sign(identity, key)
+        lines = [
+            f"Форма организации: {org_name} (код {org_id}).",
+            f"Этапы плана: {', '.join(map(str, sorted(stages)))}; форма подготовлена {as_of.strftime('%d.%m.%Y')}.",
+            "На листах ниже — сведения, которые уже есть в мониторинге. Исправьте и дополните их: "
+            "каждая строка — одна запись; даты — в формате ДД.ММ.ГГГГ; значения из списков выбирайте в ячейке.",
+            "Не переименовывайте листы и столбцы, не удаляйте строку заголовков.",
+            f"Сохраните книгу (формат .xlsx, без макросов) и отправьте ответом на это письмо или на адрес {reply_to}.",
+            "Строки листа заменяют прежние сведения организации по этому набору данных; пустой лист ничего не меняет.",
+            "В ответ придет квитанция: что принято, что нужно исправить (лист, строка, столбец), состояние этапов.",
+        ]
+        wb.add_sheet("Инструкция", ["Как заполнить форму"], [[line] for line in lines], [120])
+        for name in datasets:
+            ds = DATASETS[name]
+            frame = frames.get(name)
+            rows = []
+            if frame is not None and not frame.empty:
+                mine = frame[frame["org_id"] == org_id]
+                rows = [[_cell(v) for v in rec] for rec in mine[ds.keys].itertuples(index=False, name=None)]
+            if not rows:
+                rows = [[org_id] + [None] * (len(ds.keys) - 1)]
+            keys = ds.keys
+            choices = {keys.index(k): v for k, v in _choices(plan, name).items() if k in keys}
+            dates = [i for i, c in enumerate(ds.columns) if c.type == "date"]
+            wb.add_sheet(ds.ru, [c.ru for c in ds.columns], rows, [max(12, len(c.ru) + 4) for c in ds.columns],
+                         choices=choices, date_columns=dates, form_rows=200)
+        wb.close()
+        return path.read_bytes()
+
+
+def read_identity(data: bytes, key: bytes) -> tuple[FormIdentity | None, bool]:
+    """(identity, carried): the signed identity of a workbook, and whether it carried one at all (a value that
+    does not verify is ``(None, True)``: a tampered form). Reads only the small custom-properties part."""
+    import io
+    import zipfile
+    from xml.sax.saxutils import unescape
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        info = zf.getinfo("docProps/custom.xml")
+    except (KeyError, zipfile.BadZipFile, ValueError, OSError):
+        return None, False
+    if info.file_size > 65_536:
+        return None, True
+    text = zf.read(info).decode("utf-8", errors="replace")
+    found = re.search(r'name="' + FORM_PROPERTY + r'"[^>]*>\s*<vt:lpwstr>([^<]*)</vt:lpwstr>', text)
+    if not found:
+        return None, False
+    return verify(unescape(found.group(1)), key), True
