@@ -199,7 +199,6 @@ def read_identity(data: bytes, key: bytes) -> tuple[FormIdentity | None, bool]:
     does not verify is ``(None, True)``: a tampered form). Reads only the small custom-properties part."""
     import io
     import zipfile
-    from xml.sax.saxutils import unescape
 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -208,8 +207,17 @@ def read_identity(data: bytes, key: bytes) -> tuple[FormIdentity | None, bool]:
         return None, False
     if info.file_size > 65_536:
         return None, True
-    text = zf.read(info).decode("utf-8", errors="replace")
-    found = re.search(r'name="' + FORM_PROPERTY + r'"[^>]*>\s*<vt:lpwstr>([^<]*)</vt:lpwstr>', text)
-    if not found:
-        return None, False
-    return verify(unescape(found.group(1)), key), True
+    import xml.etree.ElementTree as ET
+
+    raw = zf.read(info)
+    if b"<!DOCTYPE" in raw:  # no entity tricks in a part we parse
+        return None, True
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError:
+        return None, True
+    for prop in root:
+        if prop.get("name") == FORM_PROPERTY:
+            value = next((child.text for child in prop), None) or ""
+            return verify(value, key), True
+    return None, False

@@ -375,7 +375,8 @@ def _signature_refusal(data: bytes) -> str | None:
     return "это не файл XLSX (возможно, другой формат с расширением .xlsx); не прочитан"
 
 
-def _first_sheet_name(zf: zipfile.ZipFile) -> str | None:
+def _first_sheet_name(zf: zipfile.ZipFile, index: int = 0) -> str | None:
+    """The part name of the workbook's sheet ``index`` (the first, for the data folder's files)."""
     import xml.etree.ElementTree as ET
 
     def small(name: str) -> bytes:
@@ -391,7 +392,8 @@ def _first_sheet_name(zf: zipfile.ZipFile) -> str | None:
     if "xl/workbook.xml" not in names:
         return None
     book = ET.fromstring(small("xl/workbook.xml"))
-    sheet = next(book.iter(f"{_NS_MAIN}sheet"), None)
+    sheets = list(book.iter(f"{_NS_MAIN}sheet"))
+    sheet = sheets[index] if index < len(sheets) else None
     if sheet is None:
         return None
     rid = next((v for k, v in sheet.attrib.items() if k.endswith("}id")), None)
@@ -401,7 +403,8 @@ def _first_sheet_name(zf: zipfile.ZipFile) -> str | None:
             if rel.get("Id") == rid:
                 target = rel.get("Target", "")
     if not target:
-        return "xl/worksheets/sheet1.xml" if "xl/worksheets/sheet1.xml" in names else None
+        fallback = f"xl/worksheets/sheet{index + 1}.xml"
+        return fallback if fallback in names else None
     target = target.lstrip("/")
     return target if target.startswith("xl/") else f"xl/{target}"
 
@@ -477,8 +480,27 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def parse_xlsx(data: bytes, limits: Limits) -> RawTable:
-    """The first sheet of a workbook, after its real extent has been checked. Runs in a child process."""
+def sheet_titles(data: bytes) -> list[str]:
+    """The titles of a workbook's sheets, in order (the same guards as the parse: no DOCTYPE, small parts);
+    [] for what is not a readable workbook."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        info = zf.getinfo("xl/workbook.xml")
+        if info.file_size > 16 * MB:
+            return []
+        xml = zf.read(info)
+        if b"<!DOCTYPE" in xml:
+            return []
+        return [s.get("name", "") for s in ET.fromstring(xml).iter(f"{_NS_MAIN}sheet")]
+    except (KeyError, zipfile.BadZipFile, ValueError, OSError, ET.ParseError):
+        return []
+
+
+def parse_xlsx(data: bytes, limits: Limits, sheet_index: int = 0) -> RawTable:
+    """One sheet of a workbook (the first, for the data folder), after its real extent has been checked.
+    Runs in a child process."""
     table = RawTable()
     try:
         refusal = _signature_refusal(data)
@@ -493,7 +515,7 @@ def parse_xlsx(data: bytes, limits: Limits) -> RawTable:
             raise Refused("в архиве книги слишком много частей; файл не прочитан")
         if any(i.flag_bits & 0x1 for i in infos):
             raise Refused("книга зашифрована (защищена паролем): сохраните ее без пароля; файл не прочитан")
-        sheet = _first_sheet_name(zf)
+        sheet = _first_sheet_name(zf, sheet_index)
         if sheet is None or sheet not in zf.namelist():
             raise Refused("в книге нет листов (файл не является книгой Excel или поврежден); не прочитан")
         rows, cols, declared = scan_sheet(zf, sheet, limits)
@@ -503,18 +525,18 @@ def parse_xlsx(data: bytes, limits: Limits) -> RawTable:
                 f"лист объявляет диапазон {declared} — больше допустимого ({limits.max_rows} строк, "
                 f"{limits.max_columns} столбцов); прочитаны только заполненные ячейки"))
         if rows > limits.max_rows or cols > limits.max_columns or rows * cols > limits.max_cells:
-            raise Refused(f"на первом листе заполнены ячейки до строки {rows} и столбца {cols} — больше допустимого "
+            raise Refused(f"на {'первом ' if sheet_index == 0 else ''}листе заполнены ячейки до строки {rows} и столбца {cols} — больше допустимого "
                           f"({limits.max_rows} строк, {limits.max_columns} столбцов): вероятно, значение в далекой "
                           "ячейке; удалите лишнее; файл не прочитан")
         if rows == 0:
             others = len([n for n in zf.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")])
             hint = " (данные должны быть на первом листе)" if others > 1 else ""
-            raise Refused(f"первый лист книги пуст{hint}; файл не прочитан")
+            raise Refused(f"{'первый лист' if sheet_index == 0 else 'лист'} книги пуст{hint}; файл не прочитан")
         import python_calamine
 
         try:
             book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
-            cells = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
+            cells = book.get_sheet_by_index(sheet_index).to_python(skip_empty_area=False)
         except Exception as exc:  # calamine's own error types for broken parts
             raise Refused(f"книгу не удалось прочитать ({type(exc).__name__}): файл поврежден; не прочитан") from exc
         for n, row in enumerate(cells, start=1):
@@ -560,13 +582,14 @@ class Job:
     suffix: str  # ".csv" or ".xlsx"
     known: set[str] = field(default_factory=set)  # the dataset's headers: they steer the CSV delimiter
     normalize: object = None  # header normalizer for the CSV delimiter vote
+    sheet: int = 0  # which sheet of a workbook (a returned form has one per dataset)
 
 
 def parse_bytes(job: Job, limits: Limits) -> RawTable:
     """A file's content as a table; never raises: whatever is wrong is a problem of the table."""
     try:
         if job.suffix == ".xlsx":
-            return parse_xlsx(job.data, limits)
+            return parse_xlsx(job.data, limits, job.sheet)
         return parse_csv(job.data, limits, job.known, job.normalize or (lambda h: h))
     except Refused as exc:
         return RawTable(problems=[Problem(str(exc))])

@@ -65,7 +65,7 @@ def ingest(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
         raise ValueError("no data folder configured")
     cache = settings.parse_cache()
     snap = snapshot.take(settings.data_dir, settings.output_dir, plan.id, as_of, informing_stages(plan),
-                         settings.limits, cache)
+                         settings.limits, cache, intake=settings.output_dir / "intake")
     summary = snap.summary() | {"parsed": cache.misses, "reused": cache.hits}
     log.info("snapshot of plan %s for %s: %s", plan.id, as_of, summary)
     for kind in ("added", "changed", "removed"):
@@ -302,3 +302,50 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("request",))
     log.info("request to РЦОКО: %d changes, %d recipients (%s)", len(changes), len(messages), counts)
     return summary | {"request": str(xlsx), "changes": len(changes)}
+
+
+def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
+    """What reading the mailbox needs: the registry and operator lists of the newest snapshot, the forms' key."""
+    from .forms import installation_key
+    from .intake import Context
+
+    data = load_snapshot(settings, plan, as_of, ["operators"]).data
+    return Context(plan, as_of, settings.store_url, settings.output_dir / "intake",
+                   installation_key(settings.output_dir, settings.form_key), data.frames["organizations"],
+                   data.frames["operators"], settings.limits)
+
+
+def read_mailbox(settings: Settings, plan: Plan, as_of: dt.date, client) -> dict:
+    """Claim, read and check the new messages of the mailbox (``client``: an imaplib client on it); write what is
+    accepted into the intake folder (admission.intake)."""
+    from .intake import read_mailbox as read
+
+    return read(client, intake_context(settings, plan, as_of))
+
+
+def check_submissions(settings: Settings, plan: Plan, as_of: dt.date, written: int) -> dict:
+    """After submissions were written: the day's snapshot and every stage again, so receipts tell the status."""
+    if not written:
+        return {"as_of": as_of.isoformat(), "refreshed": False}
+    ingest(settings, plan, as_of)
+    return check_stages(settings, plan, as_of) | {"refreshed": True}
+
+
+def compose_receipts(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool = False) -> dict:
+    """The receipts of the messages read (kind ``receipt``), into the outbox once each."""
+    from .intake import compose_receipts as compose
+    from .store import load_results
+
+    registry = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
+    results = load_results(settings.store_url, plan.id, as_of)
+    counts = compose(plan, as_of, settings.store_url, results, registry, settings.from_email, settings.from_name,
+                     dry_run)
+    log.info("receipts for plan %s on %s: %s", plan.id, as_of, counts)
+    return {"as_of": as_of.isoformat(), **counts}
+
+
+def file_messages(settings: Settings, plan: Plan, client) -> dict:
+    """Move the answered messages to «Обработано» / «Отклонено»."""
+    from .intake import file_messages as move
+
+    return move(client, settings.store_url, plan.id)

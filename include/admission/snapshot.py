@@ -219,8 +219,10 @@ def validate_incrementally(frames: dict[str, pd.DataFrame], informing_stages: tu
 
 
 def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stages: tuple[int, ...] | None,
-         limits: Limits | None = None, cache: ParseCache | None = None) -> Snapshot:
-    """Read the folder (reusing what the newest snapshot knows), validate the new rows, write the snapshot."""
+         limits: Limits | None = None, cache: ParseCache | None = None, intake: Path | None = None) -> Snapshot:
+    """Read the folder (reusing what the newest snapshot knows), validate the new rows, write the snapshot.
+    ``intake``: the submissions received by mail (admission.intake), taken per organization and dataset when
+    newer than the data folder's file."""
     dated = _dated(output, plan_id)
     newest = max(dated, key=lambda d: (d[1] / "manifest.json").stat().st_mtime if (d[1] / "manifest.json").exists()
                  else 0, default=None)
@@ -240,6 +242,12 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     lend_rows = prior is not None and last.get("reader_key") == keys["reader_key"]
     data = read_data_folder(root, limits=limits, cache=cache, previous=reuse, files=files,
                             reuse=_reuse(prior) if lend_rows else None)
+    if intake is not None:
+        from .intake import merge
+
+        merged = merge(data, intake, files, limits)
+        if merged:
+            log.info("%d submissions by mail replace the data folder's rows of their organizations", len(merged))
     # Rows are told apart by the displayed name: a name two files show alike keeps no verdict (both validated).
     shown = Counter(r.path for r in files)
     same = {r.path for r in files if r.sha256 and shown[r.path] == 1 and (b := last_records.get(r.key)) is not None

@@ -130,6 +130,24 @@ site_check = Table(
     Column("checked_at", DateTime, nullable=False),
 )
 
+intake = Table(
+    "admission_intake",
+    metadata,
+    Column("uidvalidity", Integer, primary_key=True, autoincrement=False),  # the mailbox's UIDVALIDITY
+    Column("uid", Integer, primary_key=True, autoincrement=False),
+    Column("message_id", String(400), nullable=False, index=True),
+    Column("plan_id", String(64), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("received_at", DateTime, nullable=False),  # when first claimed: names the submission files
+    Column("sender", String(320)),
+    Column("subject", Text),
+    Column("state", String(16), nullable=False),  # received, written, receipted, filed
+    Column("outcome", String(16)),  # accepted, partial, rejected, unknown, duplicate
+    Column("org_id", String(64)),
+    Column("result", JSON),  # what was accepted and refused (file, row, column), the way it was identified
+    Column("updated_at", DateTime, nullable=False),
+)
+
 # Columns added after a table was first created: (table, column, SQL type). ``create_all`` creates missing
 # tables only, so a store from an earlier version gets them here, once, when it is opened.
 _ADDED_COLUMNS = [(stage_result, "evidence", "TEXT")]
