@@ -16,7 +16,8 @@ from conftest import airflow_env, set_airflow_env, take_snapshot
 REPO = Path(__file__).resolve().parents[1]
 PLANS = ("2020_2021", "2027_2028")
 EXPECTED_DAG_IDS = ({f"check_{plan}_stage_{n}" for plan in PLANS for n in range(1, 9)}
-                    | {f"{kind}_{p}" for p in PLANS for kind in ("ingest", "notify", "report", "collect_operators", "run_day")})
+                    | {f"{kind}_{p}" for p in PLANS for kind in ("ingest", "notify", "report", "collect_operators", "run_day",
+                                                        "intake")})
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_dagbag_imports_without_errors_and_yields_exactly_the_expected_dags(dagb
 
 def test_every_dag_follows_the_policy(dagbag):
     for dag_id, dag in dagbag.dags.items():
-        if dag_id.startswith(("ingest_", "notify_", "report_", "collect_operators_", "run_day_")):
+        if dag_id.startswith(("ingest_", "notify_", "report_", "collect_operators_", "run_day_", "intake_")):
             plan_id = dag_id.rsplit("_", 2)[-2] + "-" + dag_id.rsplit("_", 1)[-1]
             assert set(dag.tags) == {"admission", f"campaign:{plan_id}"}, dag_id
             assert dag.doc_md and ("admission_output_dir" in dag.doc_md or "admission_smtp" in dag.doc_md)

@@ -240,6 +240,15 @@ def test_an_unknown_sender_without_a_form_gets_no_reply_and_the_message_is_set_a
     assert out["receipts"]["receipts"] == 0 and out["receipts"]["no_reply"] == 1 and _outbox(day, "receipt") == []
     assert out["filed"]["rejected"] == 1 and _folder(imap, "Отклонено")
     assert [r["outcome"] for r in day_rows(day.store_url, plan.id, DAY)] == ["unknown"]
+    # The ministry's report lists it for the administrator.
+    from openpyxl import load_workbook
+
+    from admission import jobs
+
+    built = jobs.build_report(day, plan, DAY, dry_run=True)
+    sheet = load_workbook(Path(built["folder"]) / f"report_{plan.id}_{DAY}.xlsx", read_only=True)["Почта"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[1][1] == "spam@nowhere.example" and rows[1][4] == "неизвестный отправитель, без ответа"
 
 
 def test_the_same_message_twice_and_a_run_killed_after_writing_are_processed_once(day, imap, client, plan,
@@ -292,3 +301,37 @@ def test_the_form_carries_a_verifiable_identity_and_lists(day, plan):
     assert lists["D2:D201"] == '"главный оператор,оператор"'
     assert ops.column_dimensions["H"].number_format == "dd\\.mm\\.yyyy" or ops["H2"].number_format.startswith("dd")
     assert str(REPO)  # the repository is where the plans come from
+
+
+@pytest.mark.airflow
+def test_the_intake_dag_reads_the_mailbox_through_airflows_imap_provider_with_tls_verified(
+        airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, imap, client, plan):
+    from airflow.dag_processing.dagbag import DagBag
+    from conftest import set_airflow_env
+
+    from admission import jobs
+
+    set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
+    settings = jobs.Settings(data_dir=demo_dir, output_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'admission.db'}",
+                             from_email="monitor@minobr.example")
+    jobs.ingest(settings, plan, DAY)
+    jobs.check_stages(settings, plan, DAY)
+    jobs.compose_digests(settings, plan, DAY, dry_run=False)
+    notice, form = _form_of(settings)
+    imap.append(imap.ca, _reply(notice, [("form.xlsx", _fill(form, "Операторы ОО", [CHIEF]), XLSX)]))
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["intake_2020_2021"]
+    for task in dag.tasks:
+        task.retries = 0
+    # Not trusted yet: the server's CA is unknown, so the TLS handshake fails and nothing is read.
+    monkeypatch.setenv("AIRFLOW_CONN_ADMISSION_IMAP", imap.conn_json())
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-ca.pem"))
+    run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": DAY.isoformat(), "dry_run": False})
+    assert "failed" in str(run.get_task_instance("read_mailbox").state)
+    # With the CA in the trust store (as an admin installs the national CA): read, answered, filed.
+    monkeypatch.setenv("SSL_CERT_FILE", str(imap.ca))
+    run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": DAY.isoformat(), "dry_run": False})
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert all("success" in s for s in states.values()), states
+    receipts = [m for m in smtp_sink.messages() if m["X-Admission-Kind"] == "receipt"]
+    assert [m["To"] for m in receipts] == [HEAD] and receipts[0]["In-Reply-To"]
+    assert _folder(imap, "Обработано") and not _folder(imap, "INBOX")

@@ -239,6 +239,9 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     report = rep.build(plan, as_of, today, previous, prev, snap.data.frames["organizations"],
                        load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev),
                        files_changed=snap.changes)
+    from .intake import day_rows
+
+    report.intake = day_rows(url, plan.id, as_of)
     if report.unjudged:
         log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
     png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")

@@ -37,6 +37,7 @@ class Report:
     undelivered: list[dict] = field(default_factory=list)  # as_of, kind, recipient, status, error (outbox.undelivered)
     files_changed: dict[str, list[str]] = field(default_factory=dict)  # added/changed/removed (the snapshot's)
     sources: list[dict] = field(default_factory=list)  # per stage with evidence: what counted (evidence_sources)
+    intake: list[dict] = field(default_factory=list)  # the day's messages of the mailbox (admission.intake.day_rows)
 
 
 def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
@@ -55,6 +56,18 @@ def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
         site, row = ev.str.startswith(SOURCE_SITE), ev.str.contains(SOURCE_ROW, regex=False)
         out.append({"stage": stage.number, "site_only": int((site & ~row).sum()), "row_only": int((row & ~site).sum()),
                     "both": int((site & row).sum())})
+    return out
+
+
+INTAKE_OUTCOME_RU = {"accepted": "принято", "partial": "принято частично", "rejected": "не принято",
+                     "unknown": "неизвестный отправитель, без ответа", "duplicate": "повторное письмо"}
+
+
+def intake_summary(rows: list[dict]) -> dict[str, int]:
+    """How the day's messages ended, by outcome (the report's «Почта» line)."""
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r.get("outcome") or "pending"] = out.get(r.get("outcome") or "pending", 0) + 1
     return out
 
 
@@ -194,6 +207,17 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           p[["dataset", "file", "row", "column", "org_id", "message"]].itertuples(index=False, name=None),
           [20, 40, 8, 22, 16, 100])
+    write_sheet(wb, "Почта", ["Получено (UTC)", "От", "Тема", "Организация", "Итог", "Принято (набор: строк)",
+                              "Не принято"],
+                [(r["received_at"], r.get("sender") or "", r.get("subject") or "", r.get("org_id") or "",
+                  INTAKE_OUTCOME_RU.get(r.get("outcome"), r.get("outcome") or "в обработке"),
+                  "; ".join(f"{f['dataset']}: {f['rows']}" for f in (r.get("result") or {}).get("files", [])),
+                  "; ".join([*(r.get("result") or {}).get("refused", []),
+                             *(f"{p['file']}, строка {p['row']}: {p['message']}" for p in
+                               (r.get("result") or {}).get("problems", [])[:20])]
+                            + ([(r.get("result") or {}).get("reason")] if (r.get("result") or {}).get("reason") else [])))
+                 for r in report.intake],
+                [18, 30, 40, 12, 26, 30, 100])
     write_sheet(wb, "Изменения файлов", ["Изменение", "Файл"],
                 [(FILE_CHANGE_RU[kind], path) for kind in FILE_CHANGE_RU for path in report.files_changed.get(kind, [])],
                 [14, 80])
@@ -224,6 +248,7 @@ def render_emails(report: Report, recipients: list[Person], from_email: str, fro
         "docs_link": docs_link, "docs_date": docs_date, "unjudged": report.unjudged, "preview": report.preview,
         "undelivered": report.undelivered, "files_changed": report.files_changed, "file_change_ru": FILE_CHANGE_RU,
         "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU, "sources": report.sources,
+        "intake": intake_summary(report.intake), "intake_total": len(report.intake),
     }
     body = MIMEPart()
     body.set_content(_env().get_template("report.txt.j2").render(context), subtype="plain", charset="utf-8",

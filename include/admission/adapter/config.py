@@ -66,6 +66,22 @@ def site_check() -> dict:
     return parsed
 
 
+def imap_hook():
+    """Airflow's IMAP hook on the connection ``admission_imap``; TLS with certificate verification is required
+    (the provider's ``use_ssl`` and ``ssl_context: default``, its defaults): a connection that turns either
+    off is refused, since it would carry the mailbox's password and the schools' data unprotected."""
+    from airflow.providers.imap.hooks.imap import ImapHook
+
+    conn = get_connection("admission_imap")
+    if conn is None:
+        return None
+    extra = conn.extra_dejson
+    if str(extra.get("use_ssl", True)).lower() in ("false", "0", "no") or extra.get("ssl_context") == "none":
+        raise ConfigError("connection admission_imap must use TLS with certificate verification: remove "
+                          '"use_ssl": false and "ssl_context": "none" from its extras')
+    return ImapHook(imap_conn_id="admission_imap")
+
+
 def get_connection(conn_id: str):
     """The connection, or None when it is not defined (an optional connection)."""
     try:

@@ -66,11 +66,28 @@ def print_mail_summary(day: dt.date, plan, url: str) -> None:
     for kind, by_status in sorted(counts.items()):
         detail = ", ".join(f"{status} {n}" for status, n in sorted(by_status.items()))
         print(f"  {MAIL_KINDS_RU.get(kind, kind)} ({kind}): {sum(by_status.values())} — {detail}")
+    forms = _with_forms(url, plan.id, day)
+    if forms:
+        print(f"  из них с формой организации во вложении (forma_<код>_<дата>.xlsx, ответ — в почтовый ящик "
+              f"admission_imap): {forms}")
     if get_connection("admission_smtp") is None:
         print(f"  файлы .eml: {output_dir() / 'mail' / plan.id / day.isoformat()}")
     reports = output_dir() / "reports" / plan.id / day.isoformat()
     if reports.is_dir():
         print(f"Отчет для министерства (график, Excel, Data Docs): {reports}")
+
+
+def _with_forms(url: str, plan_id: str, day: dt.date) -> int:
+    """Reminders and overdue notices of the day that carry an organization's form (admission.forms)."""
+    from sqlalchemy import func, select
+
+    from admission.store import engine_for, outbox
+
+    query = select(func.count()).where(outbox.c.plan_id == plan_id, outbox.c.as_of == day,
+                                       outbox.c.kind.in_(["reminder", "overdue"]),
+                                       outbox.c.message.contains('attachment; filename="forma_'))
+    with engine_for(url).connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
 
 
 def print_snapshot_summary(day: dt.date, plan) -> None:

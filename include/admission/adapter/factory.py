@@ -366,6 +366,97 @@ def build_run_day_dag(plan: Plan) -> DAG:
     return run_day_dag()
 
 
+def intake_dag_id(plan: Plan) -> str:
+    return f"intake_{plan.slug}"
+
+
+def intake_schedule(plan: Plan):
+    """Every 15 minutes of working hours (08:00–17:45, Monday to Friday, the plan's time zone); the campaign window
+    and the production calendar's days off are checked by the run itself (``resolve_as_of`` skips them)."""
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    return CronTriggerTimetable("*/15 8-17 * * 1-5", timezone=plan.timezone)
+
+
+def build_intake_dag(plan: Plan) -> DAG:
+    """Answers by mail: the mailbox of ``admission_imap`` read, the submissions written, receipts sent."""
+
+    @dag(
+        dag_id=intake_dag_id(plan),
+        description=f"{plan.id}: ответы организаций по почте (формы из напоминаний) и квитанции",
+        doc_md=(
+            f"### Прием ответов по почте, кампания {plan.id}\n\n"
+            "Каждые 15 минут в рабочее время (8:00–18:00, по рабочим дням производственного календаря, в период "
+            "кампании) и вручную. Читает почтовый ящик подключения `admission_imap` (IMAP через TLS с проверкой "
+            "сертификата): письма с формой организации (вложение к напоминанию) или с файлами `.xlsx`/`.csv` от "
+            "адресов руководителей и операторов из реестра. Организацию определяет подпись формы, иначе адрес "
+            "отправителя. Вложения проверяются так же, как файлы папки данных; принятые строки сохраняются в "
+            "`admission_output_dir/intake/<набор>/<код>/` (каждая версия отдельно, папка данных администратора не "
+            "изменяется) и заменяют сведения организации, если они новее файла в папке данных. Затем снимок дня "
+            "и этапы пересчитываются, отправителю уходит квитанция (вид `receipt`: что принято, что исправить — "
+            "лист, строка, столбец, — состояние этапов), письмо перемещается в папку «Обработано» или "
+            "«Отклонено». Письмо без формы от неизвестного адреса остается без ответа и попадает в отчет. "
+            "Каждое письмо обрабатывается один раз, даже при повторном запуске. `dry_run` — квитанции не "
+            "отправлять."
+        ),
+        **plan_dag_args(plan, intake_schedule(plan), tags(plan)),
+    )
+    def intake_dag() -> None:
+        @task(task_id="resolve_as_of")
+        def resolve_as_of() -> dict:
+            """The day as the other DAGs resolve it; a scheduled run on a day off is skipped."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from admission.adapter.config import resolve_day
+            from admission.workdays import WorkCalendar
+
+            ctx = get_current_context()
+            run_type = getattr(ctx["dag_run"], "run_type", None)
+            day = resolve_day(plan, ctx["params"], ctx.get("logical_date"), getattr(ctx["dag_run"], "run_after", None),
+                              run_type)
+            if "scheduled" in str(run_type or "").lower() and not WorkCalendar.for_plan(plan).is_working_day(
+                    dt.date.fromisoformat(day["as_of"])):
+                raise AirflowSkipException(f"{day['as_of']} — нерабочий день: почта не читается")
+            return day
+
+        @task(task_id="read_mailbox")
+        def read_mailbox(day: dict) -> dict:
+            from admission.adapter.tasks import read_mailbox
+
+            return read_mailbox(plan, day["as_of"])
+
+        @task(task_id="check_submissions")
+        def check_submissions(day: dict, read: dict) -> dict:
+            from admission.adapter.tasks import check_submissions
+
+            return check_submissions(plan, day["as_of"], read.get("written", 0))
+
+        @task(task_id="compose_receipts")
+        def compose_receipts(day: dict, checked: dict) -> dict:
+            from admission.adapter.tasks import compose_receipts
+
+            return compose_receipts(plan, day["as_of"], day["dry_run"])
+
+        @task(task_id="send_receipts")
+        def send_receipts(day: dict, composed: dict) -> dict:
+            from admission.adapter.tasks import send_digests
+
+            return send_digests(plan, day["as_of"], day["dry_run"], kinds=("receipt",))
+
+        @task(task_id="file_messages")
+        def file_messages(day: dict, composed: dict) -> dict:
+            from admission.adapter.tasks import file_messages
+
+            return file_messages(plan, day["as_of"])
+
+        day = resolve_as_of()
+        composed = compose_receipts(day, check_submissions(day, read_mailbox(day)))
+        send_receipts(day, composed)
+        file_messages(day, composed)
+
+    return intake_dag()
+
+
 def notify_dag_id(plan: Plan) -> str:
     return f"notify_{plan.slug}"
 
@@ -441,6 +532,6 @@ def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
             built = build_stage_dag(plan, stage)
             dags[built.dag_id] = built
         for built in (build_notify_dag(plan), build_report_dag(plan), build_operators_dag(plan),
-                      build_run_day_dag(plan)):
+                      build_run_day_dag(plan), build_intake_dag(plan)):
             dags[built.dag_id] = built
     return dags

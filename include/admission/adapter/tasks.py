@@ -97,3 +97,41 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
     if counts["failed"]:
         raise RuntimeError(f"{counts['failed']} messages failed transiently; the task retry will send them")
     return {"as_of": as_of_iso, "via": where, **counts}
+
+
+def _mailbox(plan: Plan, as_of_iso: str, work) -> dict:
+    """``work(settings, day, client)`` on the mailbox of ``admission_imap``; skipped when it is not configured."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    hook = config.imap_hook()
+    if hook is None:
+        raise AirflowSkipException("подключение admission_imap не задано: почтовый ящик для ответов не читается "
+                                   "(см. README, «Mailbox intake»)")
+    with hook as connected:
+        return work(config.settings(), dt.date.fromisoformat(as_of_iso), connected.mail_client)
+
+
+def read_mailbox(plan: Plan, as_of_iso: str) -> dict:
+    """New messages of the mailbox: claimed, read, checked; accepted rows written to the intake folder."""
+    from admission import jobs
+
+    return _mailbox(plan, as_of_iso, lambda s, day, client: jobs.read_mailbox(s, plan, day, client))
+
+
+def check_submissions(plan: Plan, as_of_iso: str, written: int) -> dict:
+    from admission import jobs
+
+    return jobs.check_submissions(config.settings(need_data=bool(written)), plan, dt.date.fromisoformat(as_of_iso),
+                                  written)
+
+
+def compose_receipts(plan: Plan, as_of_iso: str, dry_run: bool) -> dict:
+    from admission import jobs
+
+    return jobs.compose_receipts(config.settings(), plan, dt.date.fromisoformat(as_of_iso), dry_run)
+
+
+def file_messages(plan: Plan, as_of_iso: str) -> dict:
+    from admission import jobs
+
+    return _mailbox(plan, as_of_iso, lambda s, _day, client: jobs.file_messages(s, plan, client))
