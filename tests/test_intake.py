@@ -241,9 +241,8 @@ def test_an_unknown_sender_without_a_form_gets_no_reply_and_the_message_is_set_a
     assert out["filed"]["rejected"] == 1 and _folder(imap, "Отклонено")
     assert [r["outcome"] for r in day_rows(day.store_url, plan.id, DAY)] == ["unknown"]
     # The ministry's report lists it for the administrator.
-    from openpyxl import load_workbook
-
     from admission import jobs
+    from openpyxl import load_workbook
 
     built = jobs.build_report(day, plan, DAY, dry_run=True)
     sheet = load_workbook(Path(built["folder"]) / f"report_{plan.id}_{DAY}.xlsx", read_only=True)["Почта"]
@@ -306,10 +305,9 @@ def test_the_form_carries_a_verifiable_identity_and_lists(day, plan):
 @pytest.mark.airflow
 def test_the_intake_dag_reads_the_mailbox_through_airflows_imap_provider_with_tls_verified(
         airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, imap, client, plan):
+    from admission import jobs
     from airflow.dag_processing.dagbag import DagBag
     from conftest import set_airflow_env
-
-    from admission import jobs
 
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
     settings = jobs.Settings(data_dir=demo_dir, output_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'admission.db'}",
