@@ -173,6 +173,13 @@ def test_a_school_returns_its_form_and_the_next_day_it_is_complete_with_no_remin
     jobs.ingest(day, plan, nxt)
     jobs.check_stages(day, plan, nxt)
     assert load_results(day.store_url, plan.id, nxt, [stage5]).set_index("org_id").loc[SCHOOL, "status"] == "complete"
+    jobs.compose_digests(day, plan, nxt, dry_run=False)
+    import sqlite3
+
+    with sqlite3.connect(day.store_url.removeprefix("sqlite:///")) as conn:
+        to_head = conn.execute("SELECT kind, stages FROM admission_outbox WHERE as_of = ? AND recipient = ?",
+                               (nxt.isoformat(), HEAD)).fetchall()
+    assert all(str(stage5) not in stages.split(",") for _, stages in to_head), to_head
 
 
 def test_bad_rows_are_partly_accepted_and_the_receipt_names_sheet_row_and_column(day, imap, client, plan):
