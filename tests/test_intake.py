@@ -16,6 +16,8 @@ from conftest import REPO
 from imap_server import Dovecot, available
 from test_smtp_tls import _ca_and_cert
 
+pytestmark = pytest.mark.services  # a real IMAP server (dovecot): left out of make test-fast
+
 D = dt.date
 DAY = D(2020, 1, 15)
 SCHOOL = "S105"  # ОО 5 of МООУСО 1 sent no operator list (admission.demo): stage 5 is overdue
