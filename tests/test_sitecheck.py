@@ -163,6 +163,32 @@ def test_an_address_into_the_local_network_is_refused_without_a_request(url):
     assert "внутреннюю сеть" in evidence.reason or "не http/https" in evidence.reason
 
 
+def test_a_name_that_resolves_public_then_internal_cannot_reach_the_internal_address(sites, monkeypatch):
+    """DNS rebinding: every other answer is public (the check before a request sees one), the next is loopback (the
+    connection would get it). Only DNS is faked (a resolver that changes its answer cannot run here); the loopback
+    server is real and must see nothing."""
+    import itertools
+    import socket
+
+    from admission import sitecheck
+
+    site = sites({"/": (200, {}, PRIEM)})
+    port = int(site.url.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+    answers = itertools.cycle(["93.184.216.34", "127.0.0.1"])
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebind.example":
+            return real(host, *args, **kwargs)
+        ip = next(answers)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))]
+
+    monkeypatch.setattr(sitecheck.socket, "getaddrinfo", rebinding)
+    evidence = _crawler(allow=set()).check(f"http://rebind.example:{port}/")
+    assert not evidence.found and "внутреннюю сеть (127.0.0.1)" in evidence.reason
+    assert site.hits == []
+
+
 def test_a_redirect_into_the_local_network_is_refused(sites):
     site = sites({"/": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, "")})
     evidence = _crawler().check(site.url + "/")

@@ -10,8 +10,9 @@ resolved and a loopback, private, link-local, multicast or reserved one is refus
 one; ``allow_hosts`` exists for tests only); redirects are followed by hand, each hop checked; a response
 is streamed and dropped past ``max_bytes``; HTML is parsed by the standard library's parser, nothing runs;
 TLS is verified (``ca_bundle`` adds the national CA), a TLS failure is reported as such and never retried
-without verification. Known gap: the address is checked before requests connects, which resolves it again
-(a DNS answer that changes in between could still reach an internal address).
+without verification. The check is made again when a connection is opened, on the address the connection
+then uses (:func:`_guarded_pools`), so a DNS answer that changes after the first check (DNS rebinding) cannot
+reach an internal address either.
 
 Politeness: a clear User-Agent naming the monitor, robots.txt honoured, at most one request at a time per
 host, urllib3 ``Retry`` with backoff on connect errors, 429 and 5xx (``Retry-After`` honoured, capped),
@@ -116,25 +117,65 @@ class Refused(Exception):
 
 
 def _check_address(url: str, settings: SiteCheckSettings) -> None:
+    """Before a request: only http/https, and a host whose addresses are all public (or allowed)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused(f"адрес «{url[:200]}» не http/https")
-    host = parts.hostname
     try:
         port = parts.port
     except ValueError as exc:
         raise Refused(f"адрес «{url[:200]}»: неверный порт") from exc
-    if host in settings.allow_hosts or f"{host}:{port}" in settings.allow_hosts:
-        return
+    checked_address(parts.hostname, port or (443 if parts.scheme == "https" else 80), settings, url)
+
+
+def checked_address(host: str, port: int, settings: SiteCheckSettings, url: str | None = None) -> str:
+    """The address to connect to: the host resolved once, every answer public (or the host allowed)."""
     try:
-        infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise Refused(f"имя сайта {host} не найдено в DNS") from exc
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not ip.is_global or ip.is_multicast:
-            raise Refused(f"адрес {url[:200]} ведет во внутреннюю сеть ({ip}): не проверяется")
+    if not infos:
+        raise Refused(f"имя сайта {host} не найдено в DNS")
+    if host not in settings.allow_hosts and f"{host}:{port}" not in settings.allow_hosts:
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            if not ip.is_global or ip.is_multicast:
+                raise Refused(f"адрес {(url or host)[:200]} ведет во внутреннюю сеть ({ip}): не проверяется")
+    return infos[0][4][0]
+
+
+def _guarded_pools(settings: SiteCheckSettings) -> dict:
+    """urllib3 connection pools whose connections go to the address they checked themselves: requests resolves a
+    host again when it connects, and a DNS answer that changes between the check and the connection (DNS
+    rebinding) must not reach an internal address. Through a proxy the proxy is connected to (not guarded here;
+    the target was checked before the request)."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Guard:
+        def _new_conn(self):
+            if getattr(self, "proxy", None) is not None or getattr(self, "_tunnel_host", None):
+                return super()._new_conn()
+            name = self._dns_host
+            self._dns_host = checked_address(name, self.port, settings)  # SNI and the certificate use self.host
+            try:
+                return super()._new_conn()
+            finally:
+                self._dns_host = name
+
+    class GuardedHTTP(Guard, HTTPConnection):
+        pass
+
+    class GuardedHTTPS(Guard, HTTPSConnection):
+        pass
+
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = GuardedHTTP
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = GuardedHTTPS
+
+    return {"http": HTTPPool, "https": HTTPSPool}
 
 
 class _Page(HTMLParser):
@@ -243,10 +284,13 @@ class Crawler:
             if self.settings.ca_bundle:
                 trust.load_verify_locations(self.settings.ca_bundle)
 
+            pools = _guarded_pools(self.settings)
+
             class TrustingAdapter(HTTPAdapter):
                 def init_poolmanager(self, *args, **kwargs):
                     kwargs["ssl_context"] = trust
-                    return super().init_poolmanager(*args, **kwargs)
+                    super().init_poolmanager(*args, **kwargs)
+                    self.poolmanager.pool_classes_by_scheme = pools
 
             session = requests.Session()
             session.headers["User-Agent"] = self.settings.user_agent
