@@ -259,28 +259,55 @@ def test_an_unknown_sender_without_a_form_gets_no_reply_and_the_message_is_set_a
     assert rows[1][1] == "spam@nowhere.example" and rows[1][4] == "неизвестный отправитель, без ответа"
 
 
-def test_the_same_message_twice_and_a_run_killed_after_writing_are_processed_once(day, imap, client, plan,
-                                                                                 monkeypatch):
+def _killed_after_writing(settings, plan, imap) -> int:
+    """``read_mailbox`` in a forked process that SIGKILLs itself right after writing a submission (before the
+    store says so); returns the child's exit code."""
+    import multiprocessing
+    import signal
+
+    def child() -> None:
+        from admission import intake, jobs
+
+        real = intake.write_submission
+
+        def write_then_die(*args, **kwargs):
+            real(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        intake.write_submission = write_then_die
+        jobs.read_mailbox(settings, plan, DAY, imap.client(imap.ca))
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(120)
+    return proc.exitcode
+
+
+def test_the_same_message_twice_and_a_process_killed_after_writing_are_processed_once(day, imap, client, plan,
+                                                                                      monkeypatch):
     from admission import intake
 
     notice, form = _form_of(day)
     raw = _reply(notice, [("form.xlsx", _fill(form, "Операторы ОО", [CHIEF]), XLSX)], message_id="<same@school>")
     imap.append(imap.ca, raw)
     imap.append(imap.ca, raw)  # delivered twice
+    assert _killed_after_writing(day, plan, imap) == -9  # SIGKILL: the file is written, the store still says «read»
+    versions = lambda: list((day.output_dir / "intake" / "operators" / SCHOOL).glob("*.csv"))  # noqa: E731
+    assert len(versions()) == 1
 
     def killed(*_a, **_k):
-        raise SystemExit("killed after writing")
+        raise SystemExit("killed before the receipt")
 
     monkeypatch.setattr(intake, "compose_receipts", killed)
     with pytest.raises(SystemExit):
-        _run(day, plan, client)
+        _run(day, plan, client)  # the retry finishes the reading, then dies again
     monkeypatch.undo()
-    out = _run(day, plan, client)  # the retry
-    assert out["read"]["new"] == 0  # nothing read again
-    assert len(list((day.output_dir / "intake" / "operators" / SCHOOL).glob("*.csv"))) == 1
-    assert len(_outbox(day, "receipt", HEAD)) == 1
+    out = _run(day, plan, client)  # and the next retry
+    assert out["read"]["new"] == 0  # nothing read a third time
+    assert len(versions()) == 1  # one version of the data
+    assert len(_outbox(day, "receipt", HEAD)) == 1  # one receipt
     assert len(_folder(imap, "Обработано")) == 2 and not _folder(imap, "INBOX")
-    _run(day, plan, client)  # and a third run finds nothing to do
+    _run(day, plan, client)  # a run with nothing new does nothing
     assert len(_outbox(day, "receipt", HEAD)) == 1
 
 
