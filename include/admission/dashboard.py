@@ -155,7 +155,25 @@ def organization(url: str, day: Day, org_id: str) -> dict | None:
                  "at": m["sent_at"] or m["updated_at"]}
                 for m in mail if org_id in m["orgs"].split(",")]
     return {"org_id": org_id, "name": first["name"], "kind": first["kind"], "parent_id": first["parent_id"],
-            "stages": stages_, "problems": [dict(p) for p in problems], "mail": received}
+            "stages": stages_, "problems": [dict(p) for p in problems], "mail": received,
+            "answers": answers(url, day, org_id)}
+
+
+def answers(url: str, day: Day, org_id: str) -> list[dict]:
+    """The organization's answers by mail up to the day (admission.intake): when, outcome, what became its data."""
+    from .report import INTAKE_OUTCOME_RU
+    from .schema import DATASETS
+    from .store import intake
+
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(
+            select(intake.c.received_at, intake.c.outcome, intake.c.result)
+            .where(intake.c.plan_id == day.plan.id, intake.c.org_id == org_id, intake.c.as_of <= day.as_of)
+            .order_by(intake.c.received_at.desc())).mappings().all()
+    return [{"at": r["received_at"], "outcome_ru": INTAKE_OUTCOME_RU.get(r["outcome"], r["outcome"] or "в обработке"),
+             "accepted": "; ".join(f"{DATASETS[f['dataset']].ru}: строк {f['rows']}"
+                                   for f in (r["result"] or {}).get("files", []) if f.get("dataset") in DATASETS)}
+            for r in rows]
 
 
 def progress(url: str, plan: Plan, as_of: dt.date) -> dict:
