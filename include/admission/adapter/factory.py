@@ -397,7 +397,7 @@ def build_intake_dag(plan: Plan) -> DAG:
             "лист, строка, столбец, — состояние этапов), письмо перемещается в папку «Обработано» или "
             "«Отклонено». Письмо без формы от неизвестного адреса остается без ответа и попадает в отчет. "
             "Каждое письмо обрабатывается один раз, даже при повторном запуске. `dry_run` — квитанции не "
-            "отправлять."
+            f"отправлять.{example_note(plan)}"
         ),
         **plan_dag_args(plan, intake_schedule(plan), tags(plan)),
     )
@@ -417,6 +417,8 @@ def build_intake_dag(plan: Plan) -> DAG:
             if "scheduled" in str(run_type or "").lower() and not WorkCalendar.for_plan(plan).is_working_day(
                     dt.date.fromisoformat(day["as_of"])):
                 raise AirflowSkipException(f"{day['as_of']} — нерабочий день: почта не читается")
+            if day.get("preview"):  # an example plan sends no forms: it must not take the real plan's answers
+                raise AirflowSkipException(f"{day['preview']}; почтовый ящик не читается")
             return day
 
         @task(task_id="read_mailbox")
