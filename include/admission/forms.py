@@ -140,7 +140,8 @@ def _choices(plan, name: str) -> dict[str, tuple[str, ...]]:
     return {}
 
 
-def _cell(value: object) -> object:
+def cell_value(value: object) -> object:
+    """A frame's value as people read it: None when missing (None, pandas NA/NaT, NaN), да/нет for booleans."""
     if value is None or type(value).__name__ in ("NAType", "NaTType") or (isinstance(value, float) and value != value):
         return None  # missing (None, pandas NA/NaT, NaN)
     if isinstance(value, bool):
@@ -180,7 +181,7 @@ def build_form(plan, as_of: dt.date, org_id: str, org_name: str, stages: list[in
         wb.add_sheet("Инструкция", ["Как заполнить форму"], [[line] for line in lines], [120])
         for name in datasets:
             ds = DATASETS[name]
-            rows = [[_cell(v) for v in rec] for rec in _rows_by_org(frames, name, grouped).get(org_id, [])]
+            rows = [[cell_value(v) for v in rec] for rec in _rows_by_org(frames, name, grouped).get(org_id, [])]
             if not rows:
                 rows = [[org_id] + [None] * (len(ds.keys) - 1)]
             keys = ds.keys

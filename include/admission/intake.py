@@ -403,10 +403,11 @@ def _read_rows(ctx: Context, dataset: str, rel: str, org_id: str, table):
 
 
 def _csv_value(value: object) -> str:
-    if value is None or type(value).__name__ in ("NAType", "NaTType") or (isinstance(value, float) and value != value):
+    from .forms import cell_value
+
+    value = cell_value(value)
+    if value is None:
         return ""
-    if isinstance(value, bool):
-        return "да" if value else "нет"
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, list):
