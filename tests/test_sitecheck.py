@@ -96,6 +96,13 @@ def test_a_gosweb_like_site_with_the_information_three_links_deep_is_found(sites
     assert "найдена информация" in evidence.sentence()
 
 
+def test_a_malformed_link_is_skipped_and_the_next_one_still_followed(sites):
+    site = sites({"/": (200, {}, '<a href="http://[broken">Прием в 1 класс</a> <a href="/priem">Прием в 1 класс</a>'),
+                  "/priem": (200, {}, PRIEM)})
+    evidence = _crawler().check(site.url + "/")
+    assert evidence.found and evidence.page == site.url + "/priem"
+
+
 def test_a_site_without_the_information_says_how_many_pages_were_read(sites):
     site = sites({"/": (200, {}, _link("/a", "О школе")), "/a": (200, {}, _link("/b", "Контакты")),
                   "/b": (200, {}, "<p>Прием документов в 10 класс</p>"), "/other": (200, {}, "<p>Новости</p>")})

@@ -388,7 +388,7 @@ class Crawler:
             if not previous.page or not self.allowed(previous.page):
                 return None
             got = self.fetch(previous.page, headers=headers or None)
-        except Refused:
+        except Exception:  # noqa: BLE001 (refused, or anything odd: the full crawl decides, and reports it)
             return None
         found: list[str] = []
         if got.status == 304:
@@ -446,8 +446,11 @@ class Crawler:
             if depth >= self.settings.max_depth:
                 continue
             for href, text in page.links[:LINKS_PER_PAGE]:
-                target = urldefrag(urljoin(final, href.strip()))[0]
-                if urlsplit(target).scheme not in ("http", "https") or _site(target) != site or target in seen:
+                try:  # a malformed link («http://[x») is that link skipped, not the site's check lost
+                    target = urldefrag(urljoin(final, href.strip()))[0]
+                    if urlsplit(target).scheme not in ("http", "https") or _site(target) != site or target in seen:
+                        continue
+                except ValueError:
                     continue
                 seen.add(target)
                 hint = fold(f"{text} {target}")
