@@ -373,3 +373,19 @@ def test_the_intake_dag_reads_the_mailbox_through_airflows_imap_provider_with_tl
     receipts = [m for m in smtp_sink.messages() if m["X-Admission-Kind"] == "receipt"]
     assert [m["To"] for m in receipts] == [HEAD] and receipts[0]["In-Reply-To"]
     assert _folder(imap, "Обработано") and not _folder(imap, "INBOX")
+
+
+def test_an_organization_with_too_many_rows_still_gets_a_form_of_bounded_size(plan):
+    """Several files naming one school can give it more rows than a sheet holds; the day's mail must not fail."""
+    import pandas as pd
+    from admission.forms import FORM_MAX_ROWS, build_form
+    from admission.schema import DATASETS
+    from openpyxl import load_workbook
+
+    keys = DATASETS["operators"].keys
+    many = pd.DataFrame([[SCHOOL, f"Оператор {i}", "учитель", "оператор", f"op{i}@x.example", None, None, None]
+                         for i in range(1_100_000)], columns=keys)
+    form = build_form(plan, DAY, SCHOOL, "Школа", [_stage(plan, "operators")], {"operators": many}, b"k", "m@x")
+    wb = load_workbook(io.BytesIO(form), read_only=True)
+    assert sum(1 for _ in wb["Операторы ОО"].iter_rows()) == FORM_MAX_ROWS + 1
+    assert any("включены первые" in str(r[0]) for r in wb["Инструкция"].iter_rows(values_only=True))

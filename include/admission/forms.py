@@ -22,6 +22,10 @@ from pathlib import Path
 from .schema import CHANNELS, DATASETS, OPERATOR_ROLES
 
 FORM_PROPERTY = "admission_form"
+# Rows prefilled per sheet: an organization has a few; a data folder that gives one thousands (several files
+# naming it) must not make a form too large to mail, or a sheet larger than Excel holds, which failed the
+# whole day's mail.
+FORM_MAX_ROWS = 1000
 YES_NO = ("да", "нет")
 # Typical positions offered in the list (any other may be typed: the list does not refuse it).
 POSITIONS = ("директор", "и.о. директора", "заместитель директора", "учитель", "секретарь", "главный специалист",
@@ -178,12 +182,17 @@ def build_form(plan, as_of: dt.date, org_id: str, org_name: str, stages: list[in
             "Строки листа заменяют прежние сведения организации по этому набору данных; пустой лист ничего не меняет.",
             "В ответ придет квитанция: что принято, что нужно исправить (лист, строка, столбец), состояние этапов.",
         ]
-        wb.add_sheet("Инструкция", ["Как заполнить форму"], [[line] for line in lines], [120])
+        sheets = []
         for name in datasets:
             ds = DATASETS[name]
-            rows = [[cell_value(v) for v in rec] for rec in _rows_by_org(frames, name, grouped).get(org_id, [])]
-            if not rows:
-                rows = [[org_id] + [None] * (len(ds.keys) - 1)]
+            mine = _rows_by_org(frames, name, grouped).get(org_id, [])
+            rows = [[cell_value(v) for v in rec] for rec in mine[:FORM_MAX_ROWS]]
+            if len(mine) > FORM_MAX_ROWS:
+                lines.append(f"Лист «{ds.ru}»: в мониторинге {len(mine)} строк организации, в форму включены первые "
+                             f"{FORM_MAX_ROWS}; отправленный лист заменит их все.")
+            sheets.append((name, ds, rows or [[org_id] + [None] * (len(ds.keys) - 1)]))
+        wb.add_sheet("Инструкция", ["Как заполнить форму"], [[line] for line in lines], [120])
+        for name, ds, rows in sheets:
             keys = ds.keys
             choices = {keys.index(k): v for k, v in _choices(plan, name).items() if k in keys}
             dates = [i for i, c in enumerate(ds.columns) if c.type == "date"]

@@ -307,7 +307,7 @@ def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str
     lim = ctx.intake_limits
     refused: list[str] = []
     identity, tampered = None, False
-    files: list[tuple[str, bytes]] = []
+    files: list[tuple[str, bytes, object]] = []  # (name, content, its verified form identity or None)
     for part in msg.walk():
         name = part.get_filename()
         if not name or part.is_multipart():
@@ -325,6 +325,7 @@ def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str
         elif suffix == ".xlsx" and _is_macro_workbook(payload):
             refused.append(f"«{name}»: книга с макросами не принимается; сохраните ее как «Книга Excel (.xlsx)»")
         else:
+            found = None
             if suffix == ".xlsx":
                 found, carried = read_identity(payload, ctx.key)
                 if carried and found is None:
@@ -333,7 +334,7 @@ def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str
                                    "мониторингом); файл не принят, используйте форму из последнего письма")
                     continue
                 identity = identity or found
-            files.append((name, payload))
+            files.append((name, payload, found))
     known = set(ctx.registry["org_id"].tolist())
     if identity is not None and identity.org_id in known:
         org_id, how = identity.org_id, "form"
@@ -346,10 +347,9 @@ def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str
 
     # Which sheet of which file holds which dataset.
     jobs: list[tuple[str, str, Job]] = []  # (label, dataset, job)
-    for name, payload in files:
+    for name, payload, ident in files:
         if name.casefold().endswith(".xlsx"):
             titles = sheet_titles(payload)
-            ident, _ = read_identity(payload, ctx.key)
             for i, title in enumerate(titles):
                 ds = sheet_dataset(title)
                 if ds is None:
@@ -523,7 +523,7 @@ def render_receipt(plan, as_of: dt.date, row: dict, org_name: str, statuses: lis
     outcome = row["outcome"]
     lines = ["Здравствуйте!", "",
              f"Получено ваше письмо «{row.get('subject') or 'без темы'}» "
-             f"({row['received_at']:%d.%m.%Y %H:%M} UTC). Организация: {org_name} (код {row['org_id']}) — "
+             f"({_local(row['received_at'], plan):%d.%m.%Y %H:%M}). Организация: {org_name} (код {row['org_id']}) — "
              + ("по подписи формы." if result.get("identified_by") == "form" else "по адресу отправителя."),
              "", f"Итог: {OUTCOME_RU.get(outcome, outcome)}."]
     if result.get("reason"):
@@ -561,6 +561,11 @@ def render_receipt(plan, as_of: dt.date, row: dict, org_name: str, statuses: lis
     html_lines = "".join(f"<p>{_html(line)}</p>" if line else "" for line in lines)
     msg.add_alternative(f"<html><body>{html_lines}</body></html>", subtype="html", charset="utf-8", cte="base64")
     return msg
+
+
+def _local(moment: dt.datetime, plan) -> dt.datetime:
+    """A stored (naive UTC) time in the plan's time zone, as the official's clock shows it."""
+    return moment.replace(tzinfo=dt.UTC).astimezone(plan.tz)
 
 
 def _html(text: str) -> str:
