@@ -17,7 +17,7 @@ DEMO_DATE ?= 2020-01-15
 export AIRFLOW_VAR_ADMISSION_DATA_DIR ?= $(DEMO_DIR)
 export AIRFLOW_VAR_ADMISSION_OUTPUT_DIR ?= $(CURDIR)/output
 # The demo region's official websites are served on 127.0.0.1:$(DEMO_SITES_PORT) while `admission day` and
-# `make airflow` run (admission/demo_sites.py); the website check may fetch that one loopback address and no other.
+# `make airflow` run (admission/tools/demo_sites.py); the website check may fetch that one loopback address and no other.
 DEMO_SITES_PORT ?= 8399
 export ADMISSION_DEMO_SITES ?= $(DEMO_SITES_PORT)
 export AIRFLOW_VAR_ADMISSION_SITE_CHECK ?= {"allow_hosts": ["127.0.0.1:$(DEMO_SITES_PORT)"]}

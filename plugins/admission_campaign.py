@@ -1,7 +1,7 @@
 """The campaign page in the Airflow UI: a FastAPI app under /admission and a navigation entry.
 
 Thin on purpose: the app is built in admission.adapter.web (which puts every route behind the API server's
-login) from admission.dashboard (plain queries of the project's store).
+login) from admission.report.dashboard (plain queries of the project's store).
 """
 
 from admission.adapter.web import PREFIX, create_app

@@ -41,7 +41,7 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
-    from admission.demo import generate
+    from admission.tools.demo import generate
 
     out = tmp_path_factory.mktemp("demo")
     generate(out)
@@ -50,7 +50,7 @@ def demo_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_data(demo_dir):
-    from admission.reader import read_data_folder
+    from admission.inputs.reader import read_data_folder
 
     return read_data_folder(demo_dir)
 

@@ -81,7 +81,7 @@ def test_the_corpus_has_at_least_forty_bad_inputs():
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    from admission.demo import generate
+    from admission.tools.demo import generate
 
     folder = tmp_path_factory.mktemp("region") / "data"
     generate(folder)
@@ -90,9 +90,9 @@ def corpus_dir(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def corpus_problems(corpus_dir):
-    from admission.reader import read_data_folder
-    from admission.rules import validate_rows
-    from admission.stages import day_problems
+    from admission.checks.stages import day_problems
+    from admission.inputs.reader import read_data_folder
+    from admission.inputs.rules import validate_rows
 
     data = read_data_folder(corpus_dir[0])
     return data, day_problems(data, validate_rows(data.frames))[0]
@@ -137,7 +137,7 @@ def test_nothing_outside_the_folder_and_no_other_organizations_rows_are_read(cor
 
 def test_a_native_crash_of_the_xlsx_engine_costs_one_file(tmp_path):
     """The far-cell workbook, with the extent check switched off, aborts calamine: only its child dies."""
-    from admission.ingest import CRASHED, Job, Limits, parse_isolated
+    from admission.inputs.files import CRASHED, Job, Limits, parse_isolated
 
     good = tmp_path / "good.xlsx"
     shutil.copyfile(CORPUS / "operators" / "BAD02.xlsx", good)  # a readable workbook
@@ -156,7 +156,7 @@ def test_reading_the_corpus_stays_within_a_memory_limit(corpus_dir):
     code = (
         "import resource, sys; sys.path.insert(0, 'include');"
         "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30));"
-        "from admission.reader import read_data_folder;"
+        "from admission.inputs.reader import read_data_folder;"
         f"d = read_data_folder({str(corpus_dir[0])!r}); print(len(d.findings))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -165,7 +165,7 @@ def test_reading_the_corpus_stays_within_a_memory_limit(corpus_dir):
 
 
 def test_registry_exact_duplicates_collapse_and_conflicts_keep_the_first(tmp_path):
-    from admission.reader import read_data_folder
+    from admission.inputs.reader import read_data_folder
 
     registry(tmp_path, extra=[
         ["S1", "ОО", "Школа № 1", "M1", "Первова П.П.", "s1@test.example", "https://s1.test.example", "1234567894",
@@ -203,8 +203,8 @@ def _day(data: Path, output: Path, date: str) -> subprocess.CompletedProcess:
 @pytest.mark.airflow
 @pytest.mark.parametrize("date", ["2019-12-18", "2020-01-15"])
 def test_campaign_days_over_the_corpus_send_the_good_mail_unchanged(airflow_db, corpus_dir, tmp_path, date):
-    from admission.demo import generate
     from admission.store import load_findings
+    from admission.tools.demo import generate
 
     clean = tmp_path / "clean"
     generate(clean)
@@ -229,8 +229,8 @@ def test_campaign_days_over_the_corpus_send_the_good_mail_unchanged(airflow_db, 
 @pytest.mark.slow
 def test_the_store_takes_any_finding_on_postgresql(corpus_problems, postgres_url):
     """Long file names, long values and odd text reach PostgreSQL (SQLite would hide a length error)."""
+    from admission.checks.stages import evaluate_stage
     from admission.plan import load_plan
-    from admission.stages import evaluate_stage
     from admission.store import load_findings, load_results, save_stage
 
     data, _ = corpus_problems
@@ -250,9 +250,9 @@ def test_a_non_utf8_file_name_and_a_nul_in_a_workbook_reach_postgresql(tmp_path,
     import re as _re
     import zipfile
 
-    from admission.reader import read_data_folder
-    from admission.rules import validate_rows
-    from admission.stages import day_problems
+    from admission.checks.stages import day_problems
+    from admission.inputs.reader import read_data_folder
+    from admission.inputs.rules import validate_rows
     from admission.store import load_findings, save_stage
 
     registry(tmp_path)

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from admission.bench import floor_failures
-from admission.rules import validate_rows
+from admission.inputs.rules import validate_rows
+from admission.tools.bench import floor_failures
 
 pytestmark = [pytest.mark.slow]  # a generated region and the bench: left out of make test-fast
 
@@ -46,9 +46,9 @@ def _tree_hash(folder: Path) -> str:
 
 
 def test_region_scale_generator_is_deterministic_and_readable(tmp_path, plan):
-    from admission.demo_scale import generate
-    from admission.reader import read_data_folder
-    from admission.stages import evaluate_stage, summarize
+    from admission.checks.stages import evaluate_stage, summarize
+    from admission.inputs.reader import read_data_folder
+    from admission.tools.scale import generate
 
     counts = generate(tmp_path / "a", "region")
     generate(tmp_path / "b", "region")
@@ -72,8 +72,8 @@ def test_region_scale_generator_is_deterministic_and_readable(tmp_path, plan):
 
 
 def test_the_next_days_folder_changes_exactly_the_chosen_files(tmp_path):
-    from admission.demo_scale import change, generate
-    from admission.reader import read_data_folder
+    from admission.inputs.reader import read_data_folder
+    from admission.tools.scale import change, generate
 
     generate(tmp_path / "a", "region")
     before = {p: p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}

@@ -211,7 +211,7 @@ def test_notify_dag_waits_for_every_stage_of_its_plan(dagbag):
 def test_notify_dag_delivers_to_smtp_once_across_reruns(airflow_db, demo_data, demo_dir, tmp_path, monkeypatch,
                                                         dagbag, plan, smtp_sink):
 
-    from admission.stages import evaluate_stage
+    from admission.checks.stages import evaluate_stage
     from admission.store import save_stage
 
     day = dt.date(2019, 12, 17)

@@ -1,4 +1,4 @@
-"""The campaign page's data (admission.dashboard) against the store it reads, on a demo day."""
+"""The campaign page's data (admission.report.dashboard) against the store it reads, on a demo day."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def day_store(demo_dir, plan, tmp_path_factory):
 
 
 def test_stage_and_municipality_figures_add_up_to_the_stored_results(day_store, plan):
-    from admission import dashboard
+    from admission.report import dashboard
 
     day = dashboard.Day.load(day_store.store_url, plan, DAY)
     assert dashboard.result_days(day_store.store_url, plan.id) == [DAY]
@@ -43,7 +43,8 @@ def test_stage_and_municipality_figures_add_up_to_the_stored_results(day_store, 
 
 
 def test_an_organization_is_found_by_code_name_or_inn_and_shows_what_is_missing_and_its_mail(day_store, plan):
-    from admission import dashboard, snapshot
+    from admission.inputs import snapshot
+    from admission.report import dashboard
 
     day = dashboard.Day.load(day_store.store_url, plan, DAY)
     registry = snapshot.load(day_store.output_dir, plan.id, DAY, datasets=[]).data.frames["organizations"]
@@ -63,7 +64,7 @@ def test_an_organization_is_found_by_code_name_or_inn_and_shows_what_is_missing_
 
 
 def test_the_progress_chart_has_a_line_per_stage_and_a_straight_line_per_deadline(day_store, plan):
-    from admission import dashboard
+    from admission.report import dashboard
 
     data = dashboard.progress(day_store.store_url, plan, DAY)
     svg = dashboard.progress_svg(data)

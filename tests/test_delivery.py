@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 from admission.labels import MAIL_STATUS_RU
-from admission.mail import render
-from admission.notify import KINDS, Digest, Item, Person
-from admission.outbox import (
+from admission.mail.outbox import (
     SmtpTransport,
     TransientError,
     deliver,
@@ -26,6 +24,8 @@ from admission.outbox import (
     smtp_settings,
     undelivered,
 )
+from admission.mail.recipients import KINDS, Digest, Item, Person
+from admission.mail.render import render
 from conftest import registry, set_airflow_env, take_snapshot, write_csv
 
 D1, D2 = dt.date(2019, 12, 18), dt.date(2019, 12, 19)
@@ -111,7 +111,7 @@ def test_a_reply_lost_after_the_server_took_the_message_gives_at_most_one_duplic
 
 SENDER = """
 import datetime as dt, sys
-from admission.outbox import SmtpTransport, deliver, smtp_settings
+from admission.mail.outbox import SmtpTransport, deliver, smtp_settings
 url, port, owner = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 t = SmtpTransport(smtp_settings("127.0.0.1", port, None, None, {"ssl": "false", "starttls": "false"}))
 deliver(url, "2020-2021", dt.date(2019, 12, 18), t, owner=owner)
@@ -228,7 +228,7 @@ def test_a_dry_run_then_a_real_run_with_changed_data_delivers_only_the_real_cont
 def test_an_unsent_request_is_retired_when_a_new_set_of_changes_or_none_replaces_it(url, plan):
     from email.message import EmailMessage
 
-    from admission.mail import request_key
+    from admission.mail.render import request_key
 
     def request(digest: str) -> tuple:
         msg = EmailMessage()

@@ -218,8 +218,8 @@ def _notify_runs(cluster: Cluster) -> list[str]:
 
 def _expected_mail(plan, data, day: dt.date) -> set[tuple[str, str]]:
     import pandas as pd
-    from admission.notify import plan_digests
-    from admission.stages import evaluate_stage
+    from admission.checks.stages import evaluate_stage
+    from admission.mail.recipients import plan_digests
 
     results = pd.concat([evaluate_stage(plan, s, data, day).results for s in plan.stages], ignore_index=True)
     return {(d.recipient.email, d.kind) for d in plan_digests(plan, day, results, data)}
@@ -232,7 +232,7 @@ def _received(sink, day: str, report: bool = False) -> list[tuple[str, str]]:
 
 
 def _expected_reports(data) -> list[tuple[str, str]]:
-    from admission.notify import Directory
+    from admission.mail.recipients import Directory
 
     return sorted((p.email, "report") for p in Directory(data).roiv)
 

@@ -1,4 +1,4 @@
-"""Answers by mail (admission.forms, admission.intake) against a real IMAP server (Debian's dovecot on loopback):
+"""Answers by mail (admission.mail.forms, admission.mail.intake) against a real IMAP server (Debian's dovecot on loopback):
 a school returns its form, the data changes, the receipt goes out, the message is filed; and every way a
 message can be wrong, twice delivered or interrupted."""
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.services  # a real IMAP server (dovecot): left out of m
 
 D = dt.date
 DAY = D(2020, 1, 15)
-SCHOOL = "S105"  # ОО 5 of МООУСО 1 sent no operator list (admission.demo): stage 5 is overdue
+SCHOOL = "S105"  # ОО 5 of МООУСО 1 sent no operator list (admission.tools.demo): stage 5 is overdue
 HEAD = "school5-zarechny@zarechye.example"
 
 
@@ -46,7 +46,7 @@ def client(imap):
     for uid in (data[0] or b"").split():  # each test starts with an empty INBOX
         c.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
     c.expunge()
-    from admission.intake import FOLDER_DONE, FOLDER_REJECTED, imap_utf7
+    from admission.mail.intake import FOLDER_DONE, FOLDER_REJECTED, imap_utf7
 
     for name in (FOLDER_DONE, FOLDER_REJECTED):  # and no folder left by an earlier test
         c.delete('"' + imap_utf7(name) + '"')
@@ -131,7 +131,7 @@ def _run(settings, plan, client) -> dict:
 
 
 def _folder(imap, name: str) -> list[bytes]:
-    from admission.intake import imap_utf7
+    from admission.mail.intake import imap_utf7
 
     c = imap.client(imap.ca)
     try:
@@ -245,7 +245,7 @@ def test_a_form_of_another_school_writes_for_that_school_only(day, imap, client,
 
 
 def test_an_unknown_sender_without_a_form_gets_no_reply_and_the_message_is_set_aside(day, imap, client, plan):
-    from admission.intake import day_rows
+    from admission.mail.intake import day_rows
 
     imap.append(imap.ca, _reply(None, [("operators.csv", "Код ОО;ФИО\nS105;Кто-то\n".encode(), "text/csv")],
                                 sender="spam@nowhere.example"))
@@ -270,7 +270,8 @@ def _killed_after_writing(settings, plan, imap) -> int:
     import signal
 
     def child() -> None:
-        from admission import intake, jobs
+        from admission import jobs
+        from admission.mail import intake
 
         real = intake.write_submission
 
@@ -289,7 +290,7 @@ def _killed_after_writing(settings, plan, imap) -> int:
 
 def test_the_same_message_twice_and_a_process_killed_after_writing_are_processed_once(day, imap, client, plan,
                                                                                       monkeypatch):
-    from admission import intake
+    from admission.mail import intake
 
     notice, form = _form_of(day)
     raw = _reply(notice, [("form.xlsx", _fill(form, "Операторы ОО", [CHIEF]), XLSX)], message_id="<same@school>")
@@ -316,7 +317,7 @@ def test_the_same_message_twice_and_a_process_killed_after_writing_are_processed
 
 
 def test_imap_folder_names_are_modified_utf7():
-    from admission.intake import imap_utf7
+    from admission.mail.intake import imap_utf7
 
     assert imap_utf7("Обработано") == "&BB4EMQRABDAEMQQ+BEIEMAQ9BD4-"  # RFC 3501: UTF-16, base64 with «,»
     assert imap_utf7("Отклонено/2020") == "&BB4EQgQ6BDsEPgQ9BDUEPQQ+-/2020"
@@ -324,7 +325,7 @@ def test_imap_folder_names_are_modified_utf7():
 
 
 def test_the_form_carries_a_verifiable_identity_and_lists(day, plan):
-    from admission.forms import installation_key, read_identity
+    from admission.mail.forms import installation_key, read_identity
     from openpyxl import load_workbook
 
     _, form = _form_of(day)
@@ -378,7 +379,7 @@ def test_the_intake_dag_reads_the_mailbox_through_airflows_imap_provider_with_tl
 def test_an_organization_with_too_many_rows_still_gets_a_form_of_bounded_size(plan):
     """Several files naming one school can give it more rows than a sheet holds; the day's mail must not fail."""
     import pandas as pd
-    from admission.forms import FORM_MAX_ROWS, build_form
+    from admission.mail.forms import FORM_MAX_ROWS, build_form
     from admission.schema import DATASETS
     from openpyxl import load_workbook
 

@@ -8,9 +8,8 @@ from email import message_from_string, policy
 
 import pandas as pd
 import pytest
-from admission.mail import render, to_wire
-from admission.notify import Digest, Item, Person, plan_digests
-from admission.outbox import (
+from admission.checks.stages import evaluate_stage
+from admission.mail.outbox import (
     EmlTransport,
     SmtpTransport,
     TransientError,
@@ -19,7 +18,8 @@ from admission.outbox import (
     outbox_counts,
     smtp_settings,
 )
-from admission.stages import evaluate_stage
+from admission.mail.recipients import Digest, Item, Person, plan_digests
+from admission.mail.render import render, to_wire
 from admission.workdays import WorkCalendar
 
 D = dt.date
@@ -258,7 +258,7 @@ def test_connection_extras_are_parsed_from_strings():
 
 
 def test_smtp_refusal_of_sender_stops_the_batch(tmp_path, plan):
-    from admission.outbox import _classify
+    from admission.mail.outbox import _classify
 
     assert _classify(smtplib.SMTPRecipientsRefused({"a@x": (550, b"no")}))[0] == "refused"
     assert _classify(smtplib.SMTPRecipientsRefused({"a@x": (451, b"later")}))[0] == "failed"
@@ -266,7 +266,7 @@ def test_smtp_refusal_of_sender_stops_the_batch(tmp_path, plan):
 
 
 def test_a_retry_resumes_what_its_killed_try_had_claimed_and_nobody_else_steals_it(tmp_path, plan, smtp_sink):
-    from admission.outbox import _claim
+    from admission.mail.outbox import _claim
     from admission.store import engine_for, outbox
     from sqlalchemy import select
 

@@ -120,8 +120,8 @@ def test_a_failing_stage_still_publishes_its_asset_and_the_admin_is_told(airflow
 
 
 def test_the_report_names_a_stage_that_could_not_be_judged(plan, demo_data):
-    from admission import report as rep
-    from admission.stages import evaluate_stage
+    from admission.checks.stages import evaluate_stage
+    from admission.report import daily as rep
 
     day = dt.date(2020, 1, 15)
     import pandas as pd
@@ -135,7 +135,7 @@ def test_the_report_names_a_stage_that_could_not_be_judged(plan, demo_data):
 @pytest.mark.airflow
 def test_a_dry_run_then_the_real_day_sends_only_the_real_days_mail(airflow_db, demo_data, demo_dir, tmp_path,
                                                                   monkeypatch, plan, smtp_sink):
-    from admission.stages import evaluate_stage
+    from admission.checks.stages import evaluate_stage
     from admission.store import engine_for, outbox, save_stage
     from airflow.dag_processing.dagbag import DagBag
     from sqlalchemy import select
@@ -165,9 +165,9 @@ def test_a_dry_run_then_the_real_day_sends_only_the_real_days_mail(airflow_db, d
 
 
 def test_an_address_the_server_cannot_take_is_refused_not_retried_every_day(tmp_path, smtp_sink):
-    from admission.mail import render_all
-    from admission.notify import Digest, Person
-    from admission.outbox import SmtpTransport, deliver, enqueue, smtp_settings
+    from admission.mail.outbox import SmtpTransport, deliver, enqueue, smtp_settings
+    from admission.mail.recipients import Digest, Person
+    from admission.mail.render import render_all
     from admission.plan import load_plan
     from admission.store import engine_for, outbox
     from sqlalchemy import update
@@ -196,8 +196,8 @@ def test_idna_addresses_are_delivered_in_ascii_and_look_alikes_refused():
 
 
 def test_every_message_of_a_wide_escalation_keeps_header_lines_short(plan):
-    from admission.mail import render
-    from admission.notify import Digest, Item, Person
+    from admission.mail.recipients import Digest, Item, Person
+    from admission.mail.render import render
 
     digest = Digest(plan.id, dt.date(2020, 1, 15), "escalation", Person("head@x.example", "Г" * 3000))
     digest.items = [Item(5, f"S{i:05d}", "Школа", "ОО", "overdue", dt.date(2019, 12, 16), 30, 0, ["нет"], "—")

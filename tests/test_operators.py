@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 
 import pytest
-from admission import operators as opmod
-from admission.reader import read_data_folder
+from admission.checks import operators as opmod
+from admission.inputs.reader import read_data_folder
 from conftest import registry, set_airflow_env, take_snapshot, write_csv, write_xlsx
 from openpyxl import load_workbook
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from admission.reader import read_data_folder
+from admission.inputs.reader import read_data_folder
 from conftest import registry, write_csv, write_xlsx
 
 OPS_RU = ["ФИО", "Должность", "Роль", "E-mail"]
@@ -155,8 +155,8 @@ def test_demo_region_reads_with_only_the_seeded_file_defects(demo_data):
 
 def test_the_parse_cache_parses_each_content_once_and_a_changed_byte_is_read_again(tmp_path):
     """The day's many reads of one folder parse each file once; the result is the same as without the cache."""
-    from admission.parse_cache import ParseCache
-    from admission.reader import read_data_folder
+    from admission.inputs.parse_cache import ParseCache
+    from admission.inputs.reader import read_data_folder
 
     data = tmp_path / "data"
     registry(data)

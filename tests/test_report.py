@@ -6,10 +6,10 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from admission import report as rep
-from admission.notify import Directory
-from admission.outbox import SmtpTransport, deliver, enqueue, smtp_settings
-from admission.stages import evaluate_stage, summarize
+from admission.checks.stages import evaluate_stage, summarize
+from admission.mail.outbox import SmtpTransport, deliver, enqueue, smtp_settings
+from admission.mail.recipients import Directory
+from admission.report import daily as rep
 from admission.store import load_findings, load_history, load_results, previous_date, save_stage
 from conftest import set_airflow_env, take_snapshot
 from openpyxl import load_workbook

@@ -6,7 +6,7 @@ import random
 
 import pandas as pd
 import pytest
-from admission.rules import chief_position_ok, inn_checksum_ok, ogrn_checksum_ok, validate_rows
+from admission.inputs.rules import chief_position_ok, inn_checksum_ok, ogrn_checksum_ok, validate_rows
 from stdnum.ru import inn as std_inn
 from stdnum.ru import ogrn as std_ogrn
 
@@ -107,7 +107,7 @@ def test_great_expectations_noise_stays_out_of_the_info_log(demo_dir):
     import sys
 
     code = ("import io, logging; s = io.StringIO(); logging.basicConfig(level=logging.INFO, stream=s)\n"
-            "from admission.reader import read_data_folder; from admission.rules import validate_rows\n"
+            "from admission.inputs.reader import read_data_folder; from admission.inputs.rules import validate_rows\n"
             f"validate_rows(read_data_folder({str(demo_dir)!r}).frames, (1, 2, 3))\n"
             "print(s.getvalue())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

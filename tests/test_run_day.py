@@ -33,7 +33,7 @@ def test_run_day_is_manual_and_runs_snapshot_stages_then_every_follow_up(dagbag)
 @pytest.mark.airflow
 def test_a_dry_day_run_today_for_a_campaign_date_judges_every_stage_and_sends_nothing(
         airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, dagbag, plan):
-    from admission.outbox import outbox_counts
+    from admission.mail.outbox import outbox_counts
     from admission.store import load_results
 
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
@@ -57,7 +57,7 @@ def test_a_dry_day_run_today_for_a_campaign_date_judges_every_stage_and_sends_no
 @pytest.mark.airflow
 def test_one_failing_stage_turns_the_run_red_but_the_others_mail_and_report_go_out(
         airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, dagbag, plan):
-    from admission import stages
+    from admission.checks import stages
     from admission.store import load_results
 
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)

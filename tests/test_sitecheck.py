@@ -1,4 +1,4 @@
-"""The stage-2 website check against real HTTP(S) servers on loopback (admission.sitecheck)."""
+"""The stage-2 website check against real HTTP(S) servers on loopback (admission.checks.crawler)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def sites():
 
 
 def _crawler(**kw):
-    from admission.sitecheck import Crawler, SiteCheckSettings
+    from admission.checks.crawler import Crawler, SiteCheckSettings
 
     hosts = frozenset(kw.pop("allow", {"127.0.0.1"}))
     return Crawler(SiteCheckSettings(allow_hosts=hosts, connect_timeout=2, read_timeout=2, **kw))
@@ -177,7 +177,7 @@ def test_a_name_that_resolves_public_then_internal_cannot_reach_the_internal_add
     import itertools
     import socket
 
-    from admission import sitecheck
+    from admission.checks import crawler as sitecheck
 
     site = sites({"/": (200, {}, PRIEM)})
     port = int(site.url.rsplit(":", 1)[1])

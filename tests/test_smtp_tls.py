@@ -9,7 +9,7 @@ import ssl
 from pathlib import Path
 
 import pytest
-from admission.outbox import InsecureSmtpConfig, SmtpTransport, TransientError, smtp_settings
+from admission.mail.outbox import InsecureSmtpConfig, SmtpTransport, TransientError, smtp_settings
 
 
 def _ca_and_cert(folder: Path, names: list[str]) -> tuple[Path, Path, Path]:

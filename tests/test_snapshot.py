@@ -16,7 +16,7 @@ AS_OF = dt.date(2020, 1, 15)
 @pytest.fixture(scope="module")
 def school_folder(tmp_path_factory) -> Path:
     """A small region whose schools send their own files (half XLSX, half Windows-1251 CSV, no org_id)."""
-    from admission import demo_scale
+    from admission.tools import scale as demo_scale
 
     demo_scale.SCALES["small"] = (1, 3, 40, 20)
     try:
@@ -35,8 +35,8 @@ def _settings(data: Path, out: Path):
 
 def _direct(plan, folder: Path) -> pd.DataFrame:
     """Every stage's results from reading the folder directly (no snapshot, no cache)."""
-    from admission.reader import read_data_folder
-    from admission.stages import evaluate_stage
+    from admission.checks.stages import evaluate_stage
+    from admission.inputs.reader import read_data_folder
 
     data = read_data_folder(folder)
     return pd.concat([evaluate_stage(plan, s, data, AS_OF).results for s in plan.stages], ignore_index=True)
@@ -90,8 +90,10 @@ def _frames(snap) -> dict[str, pd.DataFrame]:
 
 
 def test_a_changed_added_or_removed_file_changes_exactly_its_rows(school_folder, plan, tmp_path, monkeypatch):
-    from admission import demo_scale, jobs, reader, snapshot
+    from admission import jobs
+    from admission.inputs import reader, snapshot
     from admission.registry import informing_stages
+    from admission.tools import scale as demo_scale
 
     data = tmp_path / "data"
     shutil.copytree(school_folder, data)
@@ -168,8 +170,8 @@ def test_a_changed_added_or_removed_file_changes_exactly_its_rows(school_folder,
 
 def test_a_renumbered_plan_judges_its_own_stage_numbers(demo_dir, plan, tmp_path):
     """Stage numbers come from the plan: swap 2 and 3 in the plan and in the informing rows, same verdicts."""
-    from admission.reader import read_data_folder
-    from admission.stages import evaluate_stage
+    from admission.checks.stages import evaluate_stage
+    from admission.inputs.reader import read_data_folder
 
     stages = [s.model_copy(update={"number": {2: 3, 3: 2}.get(s.number, s.number),
                                    "depends_on": []}) for s in plan.stages]
@@ -190,7 +192,8 @@ def test_a_renumbered_plan_judges_its_own_stage_numbers(demo_dir, plan, tmp_path
 def test_two_files_whose_names_show_alike_keep_their_own_rows_on_the_next_day(demo_dir, plan, tmp_path):
     """A control character is shown escaped («\\x01»): a second file literally named that way shows alike.
     With equal size and modification time, the next day must still match each file by its real name."""
-    from admission import jobs, snapshot
+    from admission import jobs
+    from admission.inputs import snapshot
 
     data = tmp_path / "data"
     shutil.copytree(demo_dir, data)

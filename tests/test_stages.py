@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from admission.reader import read_data_folder
-from admission.stages import evaluate_stage, summarize
+from admission.checks.stages import evaluate_stage, summarize
+from admission.inputs.reader import read_data_folder
 from conftest import registry, write_csv
 
 D = dt.date
@@ -188,7 +188,7 @@ def test_demo_region_has_complete_and_lagging_organizations_in_every_stage(plan,
 def test_one_read_serves_several_days_and_validations(plan, tmp_path):
     """Derived data is kept on the read data folder: it must follow the date and the row problems."""
     import pandas as pd
-    from admission.rules import Validation, validate_rows
+    from admission.inputs.rules import Validation, validate_rows
 
     registry(tmp_path)
     write_csv(tmp_path / "informing.csv", INF, [["M1", "2", "сайт", "25.12.2019", "", ""]])
@@ -215,7 +215,7 @@ def test_one_read_serves_several_days_and_validations(plan, tmp_path):
 
 def test_group_lists_and_day_numbers_skip_missing_values():
     import pandas as pd
-    from admission.stages import group_lists, ordinals
+    from admission.checks.stages import group_lists, ordinals
 
     keys = pd.Series(["A", None, "B", "A"], dtype="object")
     assert group_lists(keys, pd.Series([1, 2, 3, 4])).to_dict() == {"A": [1, 4], "B": [3]}

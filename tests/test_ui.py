@@ -212,7 +212,7 @@ def test_an_admin_logs_in_reads_the_campaign_searches_a_school_and_runs_a_dry_da
             break
         time.sleep(3)
     assert states == ["success", "success"], (states, (ui["logs"] / "scheduler.log").read_text()[-3000:])
-    from admission.outbox import outbox_counts
+    from admission.mail.outbox import outbox_counts
 
     counts = outbox_counts(ui["store"], "2020-2021", dt.date(2020, 1, 16))
     assert counts and all(set(by_status) == {"dry_run"} for by_status in counts.values()), counts

@@ -1,4 +1,4 @@
-"""Stage 2 on the real websites: the daily check (admission.websites, jobs.check_websites), its reuse of earlier
+"""Stage 2 on the real websites: the daily check (admission.checks.sites, jobs.check_websites), its reuse of earlier
 days, and a campaign day whose stage-2 mail quotes what the check found (real HTTP servers on loopback)."""
 
 from __future__ import annotations
@@ -127,9 +127,9 @@ def test_the_switch_and_the_allow_list_leave_stage_2_to_the_informing_rows(tmp_p
 def test_the_demo_day_counts_the_sites_and_the_overdue_notice_quotes_the_check(
         airflow_db, tmp_path, monkeypatch, smtp_sink, plan):
     """The demo region with its websites served on loopback, the whole day through Airflow (run_day)."""
-    from admission.demo import generate
-    from admission.demo_sites import serving
     from admission.store import load_results
+    from admission.tools.demo import generate
+    from admission.tools.demo_sites import serving
     from airflow.dag_processing.dagbag import DagBag
     from openpyxl import load_workbook
 
@@ -167,7 +167,7 @@ def test_the_demo_day_counts_the_sites_and_the_overdue_notice_quotes_the_check(
 @pytest.mark.airflow
 def test_a_failed_website_check_turns_the_run_red_but_stage_2_is_judged_on_the_rows_and_mail_goes_out(
         airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, plan):
-    from admission import websites
+    from admission.checks import sites as websites
     from admission.store import load_results
     from airflow.dag_processing.dagbag import DagBag
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _plan_check(args: argparse.Namespace) -> int:
-    from .plan import PlanError, load_plan, plan_files
+    from admission.plan import PlanError, load_plan, plan_files
 
     paths = [Path(p) for p in args.paths] or plan_files()
     status = 0
@@ -30,12 +30,12 @@ def _plan_check(args: argparse.Namespace) -> int:
 
 def _demo_data(args: argparse.Namespace) -> int:
     if args.scale == "demo":
-        from .demo import generate
+        from admission.tools.demo import generate
 
         kinds = generate(args.outdir, seed=args.seed, sites=args.sites)
     else:
-        from .demo_scale import change
-        from .demo_scale import generate as generate_scaled
+        from admission.tools.scale import change
+        from admission.tools.scale import generate as generate_scaled
 
         if args.changed_fraction:
             changed = change(args.outdir, args.changed_fraction, args.seed)
@@ -47,7 +47,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+    from admission.tools.bench import main as bench_main
 
     return bench_main(args)
 
@@ -57,7 +57,7 @@ def _day(args: argparse.Namespace) -> int:
 
     # Task logs of eight DAGs drown the summary; warnings (data problems) still show.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    from .adapter.day import run_day
+    from admission.adapter.day import run_day
 
     return run_day(args.date, dry_run=args.dry_run)
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("outdir")
     demo.add_argument("--seed", type=int, default=2019)
     demo.add_argument("--sites", help="base URL of the demo websites (default http://127.0.0.1:8399; "
-                                      "admission.demo_sites serves them)")
+                                      "admission.tools.demo_sites serves them)")
     demo.add_argument("--scale", choices=["demo", "region", "national"], default="demo",
                       help="demo: 3 МООУСО, mixed formats (default); region: ≈1,500 schools; national: ≈85,000 orgs")
     demo.add_argument("--changed-fraction", type=float, default=0.0, metavar="F",

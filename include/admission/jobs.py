@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ingest import Limits
-from .plan import Plan
+from admission.inputs.files import Limits
+from admission.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ class Settings:
     form_key: str | None = None  # Variable admission_form_key; None: the key file in the output folder
 
     def parse_cache(self):
-        """The shared cache of parsed files under the output folder (see admission.parse_cache), pruned."""
-        from .parse_cache import ParseCache
+        """The shared cache of parsed files under the output folder (see admission.inputs.parse_cache), pruned."""
+        from admission.inputs.parse_cache import ParseCache
 
         cache = ParseCache(self.output_dir / "cache" / "parsed")
         cache.prune()
@@ -46,7 +46,7 @@ def thaws_heap(fn: Callable) -> Callable:
     """A job that freezes the heap after loading its data gives the objects back to the GC when it ends."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .reader import thaw_heap
+        from admission.inputs.reader import thaw_heap
 
         try:
             return fn(*args, **kwargs)
@@ -58,8 +58,8 @@ def thaws_heap(fn: Callable) -> Callable:
 
 def ingest(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
     """Read the data folder once (unchanged files reused), run the row rules once, write the snapshot."""
-    from . import snapshot
-    from .registry import informing_stages
+    from admission.inputs import snapshot
+    from admission.registry import informing_stages
 
     if settings.data_dir is None:
         raise ValueError("no data folder configured")
@@ -75,7 +75,7 @@ def ingest(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
 
 
 def load_snapshot(settings: Settings, plan: Plan, as_of: dt.date, datasets: list[str] | None = None):
-    from . import snapshot
+    from admission.inputs import snapshot
 
     return snapshot.load(settings.output_dir, plan.id, as_of, datasets)
 
@@ -83,8 +83,8 @@ def load_snapshot(settings: Settings, plan: Plan, as_of: dt.date, datasets: list
 @thaws_heap
 def check_stage(settings: Settings, plan: Plan, stage_no: int, as_of: dt.date) -> dict:
     """One stage's status for every concerned organization, from the snapshot; stored; returns counts."""
-    from .reader import freeze_heap
-    from .registry import datasets_of
+    from admission.inputs.reader import freeze_heap
+    from admission.registry import datasets_of
 
     stage = plan.stage(stage_no)
     snap = load_snapshot(settings, plan, as_of, datasets_of(stage.check))
@@ -99,8 +99,8 @@ def check_stages(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
     A stage whose check raises is logged with its traceback and marked ``judged: False``; the other
     stages are still judged and stored, so the day's mail and report go out and name it.
     """
-    from .reader import freeze_heap
-    from .registry import datasets_of
+    from admission.inputs.reader import freeze_heap
+    from admission.registry import datasets_of
 
     needed = sorted({d for s in plan.stages for d in datasets_of(s.check)})
     snap = load_snapshot(settings, plan, as_of, needed)
@@ -117,13 +117,13 @@ def check_stages(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
 
 
 def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
-    from .registry import CHECKS
-    from .stages import evaluate_stage, summarize
-    from .store import load_site_checks, save_stage
+    from admission.checks.stages import evaluate_stage, summarize
+    from admission.registry import CHECKS
+    from admission.store import load_site_checks, save_stage
 
     sites = None
     if CHECKS[stage.check].sites:
-        from .websites import organization_evidence
+        from admission.checks.sites import organization_evidence
 
         checks = load_site_checks(settings.store_url, plan.id, as_of)
         sites = organization_evidence(checks, snap.data.frames["organizations"]) if not checks.empty else None
@@ -141,13 +141,13 @@ def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
 
 
 def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: dict | None = None) -> dict:
-    """Stage 2's website check for the day (admission.websites): every official site of the registry, earlier
+    """Stage 2's website check for the day (admission.checks.sites): every official site of the registry, earlier
     answers reused where they still stand; one stored row per site. ``deployment``: the Variable
     ``admission_site_check`` (``enabled``, ``ca_bundle``, timeouts; ``allow_hosts`` for tests and the demo)."""
-    from .registry import CHECKS
-    from .sitecheck import Crawler, SiteCheckSettings
-    from .store import latest_site_checks, save_site_checks
-    from .websites import check_sites, sites_of
+    from admission.checks.crawler import Crawler, SiteCheckSettings
+    from admission.checks.sites import check_sites, sites_of
+    from admission.registry import CHECKS
+    from admission.store import latest_site_checks, save_site_checks
 
     deployment = deployment or {}
     if not any(CHECKS[s.check].sites for s in plan.stages):
@@ -176,13 +176,13 @@ def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: d
 @thaws_heap
 def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool) -> dict:
     """Decide who gets what today, render every digest and record it in the outbox."""
-    from .mail import render_all
-    from .notify import KINDS, plan_digests
-    from .outbox import enqueue
-    from .reader import freeze_heap
-    from .registry import CHECKS
-    from .store import load_results
-    from .workdays import WorkCalendar
+    from admission.inputs.reader import freeze_heap
+    from admission.mail.outbox import enqueue
+    from admission.mail.recipients import KINDS, plan_digests
+    from admission.mail.render import render_all
+    from admission.registry import CHECKS
+    from admission.store import load_results
+    from admission.workdays import WorkCalendar
 
     if not WorkCalendar.for_plan(plan).is_working_day(as_of):
         log.info("%s is a day off: no mail", as_of)
@@ -191,7 +191,7 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
     if results.empty:
         log.warning("no stage results stored for plan %s on %s: run the stage DAGs first", plan.id, as_of)
         return {"as_of": as_of.isoformat(), "digests": 0}
-    from .forms import attachments_for, installation_key
+    from admission.mail.forms import attachments_for, installation_key
 
     form_sets = sorted({d for s in plan.stages for d in CHECKS[s.check].form})
     data = load_snapshot(settings, plan, as_of, sorted({"operators", *form_sets})).data
@@ -211,7 +211,7 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
 def deliver(settings: Settings, plan: Plan, as_of: dt.date, transport, kinds: tuple[str, ...],
             owner: str | None = None) -> dict:
     """Send what the outbox holds for the day through ``transport`` (SMTP or .eml files)."""
-    from .outbox import deliver as deliver_outbox
+    from admission.mail.outbox import deliver as deliver_outbox
 
     return deliver_outbox(settings.store_url, plan.id, as_of, transport, kinds=kinds, owner=owner)
 
@@ -219,11 +219,11 @@ def deliver(settings: Settings, plan: Plan, as_of: dt.date, transport, kinds: tu
 def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, preview: str | None = None) -> dict:
     """Tables, chart, workbook and a copy of the newest Data Docs (built by the ingest); the mail goes to the outbox
     (kind `report`)."""
-    from . import report as rep
-    from .notify import Directory, digest_key
-    from .outbox import enqueue, undelivered
-    from .store import load_findings, load_history, load_results, previous_date
-    from .workdays import WorkCalendar
+    from admission.mail.outbox import enqueue, undelivered
+    from admission.mail.recipients import Directory, digest_key
+    from admission.report import daily as rep
+    from admission.store import load_findings, load_history, load_results, previous_date
+    from admission.workdays import WorkCalendar
 
     if not WorkCalendar.for_plan(plan).is_working_day(as_of):
         log.info("%s is a day off: no report", as_of)
@@ -239,7 +239,7 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     report = rep.build(plan, as_of, today, previous, prev, snap.data.frames["organizations"],
                        load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev),
                        files_changed=snap.changes)
-    from .intake import day_rows
+    from admission.mail.intake import day_rows
 
     report.intake = day_rows(url, plan.id, as_of)
     if report.unjudged:
@@ -265,11 +265,11 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
     was prepared: a request whose sending failed is sent by the next run of any date, and a different
     set of changes replaces an unsent older one (``enqueue(..., supersedes=("request",))``).
     """
-    from . import operators as opmod
-    from .mail import render_request, request_key
-    from .notify import Directory
-    from .outbox import delivered_request, enqueue
-    from .store import save_operator_snapshot
+    from admission.checks import operators as opmod
+    from admission.mail.outbox import delivered_request, enqueue
+    from admission.mail.recipients import Directory
+    from admission.mail.render import render_request, request_key
+    from admission.store import save_operator_snapshot
 
     url = settings.store_url
     snap = load_snapshot(settings, plan, as_of, ["operators", "accounts"])
@@ -309,8 +309,8 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
 
 def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
     """What reading the mailbox needs: the registry and operator lists of the newest snapshot, the forms' key."""
-    from .forms import installation_key
-    from .intake import Context
+    from admission.mail.forms import installation_key
+    from admission.mail.intake import Context
 
     data = load_snapshot(settings, plan, as_of, ["operators"]).data
     return Context(plan, as_of, settings.store_url, settings.output_dir / "intake",
@@ -320,8 +320,8 @@ def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
 
 def read_mailbox(settings: Settings, plan: Plan, as_of: dt.date, client) -> dict:
     """Claim, read and check the new messages of the mailbox (``client``: an imaplib client on it); write what is
-    accepted into the intake folder (admission.intake)."""
-    from .intake import read_mailbox as read
+    accepted into the intake folder (admission.mail.intake)."""
+    from admission.mail.intake import read_mailbox as read
 
     return read(client, intake_context(settings, plan, as_of))
 
@@ -336,8 +336,8 @@ def check_submissions(settings: Settings, plan: Plan, as_of: dt.date, written: i
 
 def compose_receipts(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool = False) -> dict:
     """The receipts of the messages read (kind ``receipt``), into the outbox once each."""
-    from .intake import compose_receipts as compose
-    from .store import load_results
+    from admission.mail.intake import compose_receipts as compose
+    from admission.store import load_results
 
     registry = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
     results = load_results(settings.store_url, plan.id, as_of)
@@ -349,6 +349,6 @@ def compose_receipts(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bo
 
 def file_messages(settings: Settings, plan: Plan, client) -> dict:
     """Move the answered messages to «Обработано» / «Отклонено»."""
-    from .intake import file_messages as move
+    from admission.mail.intake import file_messages as move
 
     return move(client, settings.store_url, plan.id)

@@ -6,7 +6,7 @@ for a stored code as well).
 
 from __future__ import annotations
 
-from .vocabulary import Delivery, EscalationRole, MailKind, ResponsibleRole, Status
+from admission.vocabulary import Delivery, EscalationRole, MailKind, ResponsibleRole, Status
 
 STATUS_RU = {Status.COMPLETE: "выполнено", Status.LAGGING: "отстает", Status.OVERDUE: "просрочено"}
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .vocabulary import EscalationRole, ResponsibleRole
+from admission.vocabulary import EscalationRole, ResponsibleRole
 
 OrgKind = Literal["МООУСО", "ОО", "ДОУ", "РЦОКО", "РОИВ"]
 # Roles (who receives what) are enums of admission.vocabulary; checks are names of admission.registry.
@@ -61,7 +61,7 @@ class Stage(_Model):
     @field_validator("check")
     @classmethod
     def _known_check(cls, value: str) -> str:
-        from .registry import CHECKS
+        from admission.registry import CHECKS
 
         if value not in CHECKS:
             raise ValueError(f"unknown check {value!r}; known: {', '.join(CHECKS)}")
@@ -117,7 +117,7 @@ DEFAULT_LINK_HINTS: list[str] = [
 
 
 class SiteCheck(_Model):
-    """The automatic website check of the stage whose check is ``public_information`` (admission.sitecheck).
+    """The automatic website check of the stage whose check is ``public_information`` (admission.checks.crawler).
 
     What a region may tune lives here, in the plan; what depends on the installation (switching it off, a CA
     bundle, the test-only allow-list) is the Airflow Variable ``admission_site_check``.

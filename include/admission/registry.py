@@ -4,7 +4,7 @@ A plan's stage says ``check: <name>``; everything that depends on *which* stage 
 a check reads, which stages the operator request to РЦОКО concerns, which stages informing rows may
 name) comes from here and from the plan, never from a stage number written in Python, so a plan with
 renumbered or reordered stages works. The functions are named, not imported: the plan is validated at
-DAG parse time, where pandas must not be imported (``run`` imports :mod:`admission.stages`).
+DAG parse time, where pandas must not be imported (``run`` imports :mod:`admission.checks.stages`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from dataclasses import dataclass
 class Check:
     name: str
     datasets: tuple[str, ...]  # besides the registry of organizations, which every check reads
-    function: str  # the name of a function of admission.stages: (Context, orgs) -> complete, missing[, overdue]
+    function: str  # the name of a function of admission.checks.stages: (Context, orgs) -> complete, missing[, overdue]
     title: str  # Russian, for the DAG docs
-    sites: bool = False  # the check also reads the day's website check (admission.websites)
-    form: tuple[str, ...] = ()  # what the organization itself fills in: the sheets of its form (admission.forms)
+    sites: bool = False  # the check also reads the day's website check (admission.checks.sites)
+    form: tuple[str, ...] = ()  # what the organization itself fills in: the sheets of its form (admission.mail.forms)
 
     def run(self) -> Callable:
-        from admission import stages
+        from admission.checks import stages
 
         return getattr(stages, self.function)
 

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from .reader import Finding
+from admission.inputs.reader import Finding
 
 metadata = MetaData()
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import holidays
 
-from .plan import Plan
+from admission.plan import Plan
 
 
 @lru_cache(maxsize=64)

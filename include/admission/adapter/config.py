@@ -163,7 +163,7 @@ def resolve_day(plan: Plan, params: dict, logical_date: dt.datetime | None, run_
 
 def smtp_or_defaults():
     """SMTP settings of `admission_smtp`, or the defaults (sender address) when the connection is absent."""
-    from admission.outbox import smtp_settings
+    from admission.mail.outbox import smtp_settings
 
     conn = get_connection("admission_smtp")
     if conn is None:

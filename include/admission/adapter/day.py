@@ -56,7 +56,7 @@ def stage_table(plan, checked: dict) -> str:
 def print_mail_summary(day: dt.date, plan, url: str) -> None:
     from admission.adapter.config import get_connection, output_dir
     from admission.labels import MAIL_KINDS_RU
-    from admission.outbox import outbox_counts
+    from admission.mail.outbox import outbox_counts
 
     counts = outbox_counts(url, plan.id, day)
     if not counts:
@@ -78,7 +78,7 @@ def print_mail_summary(day: dt.date, plan, url: str) -> None:
 
 
 def _with_forms(url: str, plan_id: str, day: dt.date) -> int:
-    """Reminders and overdue notices of the day that carry an organization's form (admission.forms)."""
+    """Reminders and overdue notices of the day that carry an organization's form (admission.mail.forms)."""
     from sqlalchemy import func, select
 
     from admission.store import engine_for, outbox
@@ -91,8 +91,8 @@ def _with_forms(url: str, plan_id: str, day: dt.date) -> int:
 
 
 def print_snapshot_summary(day: dt.date, plan) -> None:
-    from admission import snapshot
     from admission.adapter.config import output_dir
+    from admission.inputs import snapshot
     from admission.labels import FILE_CHANGE_RU
 
     try:
@@ -165,7 +165,7 @@ def run_day(date_text: str, dry_run: bool = False) -> int:
     if not runs:
         print(f"no plan's campaign covers {day}; nothing to run")
         return 0
-    from admission.demo_sites import serving_from_env
+    from admission.tools.demo_sites import serving_from_env
 
     failed: list[str] = []
     with serving_from_env():  # the demo region's websites, when the Makefile asks for them

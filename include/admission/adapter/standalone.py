@@ -109,7 +109,7 @@ def main() -> int:
     # HUP to this launcher must still reach them, through the `finally` below.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: sys.exit(0))
-    from admission.demo_sites import serving_from_env
+    from admission.tools.demo_sites import serving_from_env
 
     demo_sites = serving_from_env()  # the demo region's websites (loopback), when the Makefile asks for them
     demo_sites.__enter__()

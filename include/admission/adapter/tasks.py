@@ -9,22 +9,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from admission.adapter import config
 from admission.plan import Plan
-
-from . import config
 
 log = logging.getLogger(__name__)
 
 
 def ingest_data(plan: Plan, as_of_iso: str) -> dict:
-    """The day's snapshot of the data folder (admission.snapshot): read once, row rules once."""
+    """The day's snapshot of the data folder (admission.inputs.snapshot): read once, row rules once."""
     from admission import jobs
 
     return jobs.ingest(config.settings(need_data=True), plan, dt.date.fromisoformat(as_of_iso))
 
 
 def check_websites(plan: Plan, as_of_iso: str) -> dict:
-    """Stage 2's website check of the day (admission.websites), before the stages are judged."""
+    """Stage 2's website check of the day (admission.checks.sites), before the stages are judged."""
     from admission import jobs
 
     return jobs.check_websites(config.settings(), plan, dt.date.fromisoformat(as_of_iso), config.site_check())
@@ -76,7 +75,7 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
                  kinds: tuple[str, ...] = ("reminder", "overdue", "escalation")) -> dict:
     """Deliver what the outbox holds for the day: SMTP when configured, else .eml files."""
     from admission import jobs
-    from admission.outbox import EmlTransport, SmtpTransport, TransientError
+    from admission.mail.outbox import EmlTransport, SmtpTransport, TransientError
 
     if dry_run:
         log.info("dry run: nothing is sent")

@@ -3,14 +3,13 @@
 Plugin apps are not behind Airflow's login by themselves: every route here depends on the API server's own
 ``get_user`` (the UI's session cookie or a bearer token), so a request without a valid login gets 401 (the
 HTML page: a redirect to the login form) and never data. What the page shows comes from the project's store
-and output folder (admission.dashboard); nothing here reads the data folder.
+and output folder (admission.report.dashboard); nothing here reads the data folder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, urlencode
@@ -18,19 +17,9 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from admission.templating import render as render_template
+
 PREFIX = "/admission"
-
-
-@lru_cache(maxsize=1)
-def _templates():
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-    from admission.mail import TEMPLATES, ru_date
-
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "html.j2"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["ru_date"] = ru_date
-    return env
 
 
 def _variable(name: str, default: str | None = None) -> str | None:
@@ -77,7 +66,7 @@ def _plans():
 
 def _day(plan_id: str | None, date: str | None):
     """The chosen plan and day (default: the first plan with stored results, its newest day)."""
-    from admission import dashboard
+    from admission.report import dashboard
 
     plans = _plans()
     if not plans:
@@ -101,7 +90,7 @@ def _day(plan_id: str | None, date: str | None):
 
 def _registry(plan, as_of: dt.date):
     """The day's registry from its snapshot (for ИНН): None when there is no snapshot."""
-    from admission import snapshot
+    from admission.inputs import snapshot
 
     try:
         return snapshot.load(output_dir(), plan.id, as_of, datasets=[]).data.frames["organizations"]
@@ -146,7 +135,7 @@ def create_app() -> FastAPI:
 
             login = get_auth_manager().get_url_login(next_url=str(request.url))
             return RedirectResponse(login, status_code=303)
-        from admission import dashboard
+        from admission.report import dashboard
 
         plans, chosen, days, as_of, url = _day(plan, date)
         context = {"plans": sorted(plans), "plan": chosen, "days": days, "as_of": as_of, "q": q or "",
@@ -165,12 +154,12 @@ def create_app() -> FastAPI:
             if org:
                 context["org"] = dashboard.organization(url, day, org)
             context["links"] = _links(chosen, as_of)
-        html = _templates().get_template("campaign.html.j2").render(context)
+        html = render_template("web/campaign.html.j2", context)
         return HTMLResponse(html)
 
     @app.get("/api/overview")
     def overview(_: User, plan: str | None = None, date: str | None = None) -> dict:
-        from admission import dashboard
+        from admission.report import dashboard
 
         _, chosen, days, as_of, url = _day(plan, date)
         if as_of is None:
@@ -181,7 +170,7 @@ def create_app() -> FastAPI:
 
     @app.get("/api/municipalities/{mooyso_id}")
     def members(mooyso_id: str, _: User, plan: str | None = None, date: str | None = None) -> list:
-        from admission import dashboard
+        from admission.report import dashboard
 
         _, chosen, _, as_of, url = _day(plan, date)
         return dashboard.members(dashboard.Day.load(url, chosen, as_of), mooyso_id) if as_of else []
@@ -189,7 +178,7 @@ def create_app() -> FastAPI:
     @app.get("/api/organizations")
     def organizations(_: User, q: Annotated[str, Query(min_length=1, max_length=200)], plan: str | None = None,
                       date: str | None = None) -> list:
-        from admission import dashboard
+        from admission.report import dashboard
 
         _, chosen, _, as_of, url = _day(plan, date)
         if as_of is None:
@@ -198,7 +187,7 @@ def create_app() -> FastAPI:
 
     @app.get("/api/organizations/{org_id}")
     def organization(org_id: str, _: User, plan: str | None = None, date: str | None = None) -> dict:
-        from admission import dashboard
+        from admission.report import dashboard
 
         _, chosen, _, as_of, url = _day(plan, date)
         found = dashboard.organization(url, dashboard.Day.load(url, chosen, as_of), org_id) if as_of else None
@@ -223,7 +212,7 @@ def create_app() -> FastAPI:
 
 def _links(plan, as_of: dt.date) -> dict[str, str]:
     """Links to the day's report files served through the page, for those that exist."""
-    from admission.snapshot import DOCS
+    from admission.inputs.snapshot import DOCS
 
     folder = output_dir() / "reports" / plan.id / as_of.isoformat()
     day = as_of.isoformat()

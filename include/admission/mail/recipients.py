@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .addresses import delivery_form, split_emails
-from .plan import Plan
-from .reader import DataFolder
-from .rules import normalize_text
-from .vocabulary import DIGEST_KINDS, EscalationRole, MailKind, ResponsibleRole, Status
-from .workdays import WorkCalendar
+from admission.addresses import delivery_form, split_emails
+from admission.inputs.reader import DataFolder
+from admission.inputs.rules import normalize_text
+from admission.plan import Plan
+from admission.vocabulary import DIGEST_KINDS, EscalationRole, MailKind, ResponsibleRole, Status
+from admission.workdays import WorkCalendar
 
 KINDS = DIGEST_KINDS
 

@@ -1,6 +1,6 @@
 """Stage 2's website check as a daily job: which sites, what is reused from earlier days, what the stage reads.
 
-The crawler (:mod:`admission.sitecheck`) answers for one site; this module decides which sites a day checks
+The crawler (:mod:`admission.checks.crawler`) answers for one site; this module decides which sites a day checks
 (the official site in the registry of every МООУСО and ОО the stage concerns), which answers of earlier days
 still stand, and turns the day's answers into per-organization evidence for the stage check.
 
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
-from .sitecheck import Crawler, Evidence
+from admission.checks.crawler import Crawler, Evidence
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def site_url(value: object) -> str | None:
 
 def sites_of(plan, orgs: pd.DataFrame) -> dict[str, list[str]]:
     """Site address -> the organizations whose official site it is (kinds the site stage concerns)."""
-    from .registry import CHECKS
+    from admission.registry import CHECKS
 
     kinds = {k for s in plan.stages if CHECKS[s.check].sites for k in s.concerns} & set(SITE_KINDS)
     out: dict[str, list[str]] = {}

@@ -10,7 +10,7 @@ that every stage has complete and lagging organizations.
 Seeded defects, by school/preschool number within its МООУСО (1-based):
   stage 1: ДОУ 7 and ОО 10 hold one ЕСИА event on 2019-12-03 only, ОО 12 none;
   stage 2: ОО 4 has no stand, ОО 9 no website row, ДОУ 5 nothing; МООУСО 3 no website row; the official
-           sites are served on loopback by admission.demo_sites (what each holds: see there);
+           sites are served on loopback by admission.tools.demo_sites (what each holds: see there);
   stage 3: ДОУ 2 meeting without protocol, ДОУ 6 lacks the topic «возраст», ДОУ 8 no meeting
            (ДОУ 7 of МООУСО 1 ships a broken XLSX);
   stage 4: МООУСО 3 replaced staff without an order;
@@ -30,7 +30,7 @@ import io
 import random
 from pathlib import Path
 
-from .schema import DATASETS
+from admission.schema import DATASETS
 
 REGION = "Заречная область"
 DOMAIN = "zarechye.example"
@@ -121,8 +121,8 @@ def _write(path: Path, dataset: str, rows: list[dict], *, fmt: str = "csv", head
 
 def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> dict[str, int]:
     """Write the demo data folder; returns counts per organization kind. ``sites``: the base URL of the demo
-    websites (admission.demo_sites, default http://127.0.0.1:8399) that the registry gives as official sites."""
-    from .demo_sites import sites_url
+    websites (admission.tools.demo_sites, default http://127.0.0.1:8399) that the registry gives as official sites."""
+    from admission.tools.demo_sites import sites_url
 
     sites = (sites or sites_url()).rstrip("/")
     out = Path(outdir)
@@ -166,7 +166,7 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> 
     for m, (district, slug) in enumerate(DISTRICTS, start=1):
         mid = f"M{m:02d}"
         head, _ = people.person()
-        site = f"{sites}/edu-{slug}/"  # the official sites are the demo's loopback server (admission.demo_sites)
+        site = f"{sites}/edu-{slug}/"  # the official sites are the demo's loopback server (admission.tools.demo_sites)
         orgs.append({"org_id": mid, "kind": "МООУСО", "name": f"Управление образования ({district})",
                      "head_name": head, "head_email": f"uo-{slug}@{DOMAIN}", "website": site})
         if m != 3:

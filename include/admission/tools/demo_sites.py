@@ -1,9 +1,9 @@
 """The demo region's official websites, served on loopback, so that the demo's website check (stage 2) reads real
 pages over HTTP and makes no request beyond 127.0.0.1.
 
-The demo registry (admission.demo) gives every МООУСО and school an address ``http://127.0.0.1:<port>/<site>/``;
+The demo registry (admission.tools.demo) gives every МООУСО and school an address ``http://127.0.0.1:<port>/<site>/``;
 this server answers for all of them. What a site holds depends on the organization's number, so that the demo
-shows every kind of answer (numbers within a МООУСО, as in admission.demo):
+shows every kind of answer (numbers within a МООУСО, as in admission.tools.demo):
   МООУСО 1, ОО 1, 5, 9: a «Госвеб»-like site, the admission page three links deep (ОО 9 has no «сайт» row in
       ``informing``: the site check alone makes its site requirement complete);
   МООУСО 2, ОО 2, 6, 10: an own site in Windows-1251 with «Сведения об образовательной организации»;
@@ -30,7 +30,7 @@ DEFAULT_PORT = 8399
 MARKER = "/_demo-sites"  # answers "admission demo sites": a second demo run reuses a server already running
 
 _SITE = re.compile(r"^/(?:school(?P<s>\d+)|edu)-(?P<slug>[a-z]+)/")
-_MOOYSO = {"zarechny": 1, "ozerny": 2, "svetlogorsk": 3}  # admission.demo.DISTRICTS, in order
+_MOOYSO = {"zarechny": 1, "ozerny": 2, "svetlogorsk": 3}  # admission.tools.demo.DISTRICTS, in order
 
 
 def sites_url(port: int = DEFAULT_PORT) -> str:

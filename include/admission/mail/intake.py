@@ -11,7 +11,7 @@ UID) before it acts, so that a retry, a second run or a process killed half-way 
    of the message, so it is recorded once (state ``receipted``); unknown senders get none (no backscatter).
 4. ``file_messages``: the message is moved to «Обработано» or «Отклонено» (state ``filed``).
 
-Who the message is from: the form's signed identity (admission.forms) decides; without a form, the sender's
+Who the message is from: the form's signed identity (admission.mail.forms) decides; without a form, the sender's
 address when it belongs to exactly one organization (its head or an operator in the registry and the operator
 lists). A form writes for its own organization only: a forwarded form counts for the organization it was made
 for, and a row naming another organization is refused, as in a per-organization file of the data folder.
@@ -42,7 +42,7 @@ from email import policy
 from email.utils import parseaddr
 from pathlib import Path
 
-from .ingest import Limits
+from admission.inputs.files import Limits
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Context:
     as_of: dt.date
     store_url: str
     intake_root: Path
-    key: bytes  # the forms' HMAC key (admission.forms.installation_key)
+    key: bytes  # the forms' HMAC key (admission.mail.forms.installation_key)
     registry: object  # the snapshot's organizations frame
     operators: object  # the snapshot's operators frame (sender addresses of operators)
     limits: Limits = field(default_factory=Limits.from_env)
@@ -84,7 +84,7 @@ def _now() -> dt.datetime:
 def _get(url: str, uidvalidity: int, uid: int) -> dict | None:
     from sqlalchemy import select
 
-    from .store import engine_for, intake
+    from admission.store import engine_for, intake
 
     with engine_for(url).connect() as conn:
         row = conn.execute(select(intake).where(intake.c.uidvalidity == uidvalidity, intake.c.uid == uid)
@@ -95,7 +95,7 @@ def _get(url: str, uidvalidity: int, uid: int) -> dict | None:
 def _put(url: str, row: dict) -> None:
     from sqlalchemy import delete, insert
 
-    from .store import engine_for, intake
+    from admission.store import engine_for, intake
 
     row = dict(row, updated_at=_now())
     with engine_for(url).begin() as conn:
@@ -106,7 +106,7 @@ def _put(url: str, row: dict) -> None:
 def _processed_elsewhere(url: str, message_id: str, uidvalidity: int, uid: int) -> bool:
     from sqlalchemy import select
 
-    from .store import engine_for, intake
+    from admission.store import engine_for, intake
 
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(intake.c.uidvalidity, intake.c.uid, intake.c.state)
@@ -117,7 +117,7 @@ def _processed_elsewhere(url: str, message_id: str, uidvalidity: int, uid: int) 
 def rows_in(url: str, plan_id: str, states: tuple[str, ...]) -> list[dict]:
     from sqlalchemy import select
 
-    from .store import engine_for, intake
+    from admission.store import engine_for, intake
 
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(intake).where(intake.c.plan_id == plan_id, intake.c.state.in_(states))
@@ -129,7 +129,7 @@ def day_rows(url: str, plan_id: str, as_of: dt.date) -> list[dict]:
     """The messages processed for a day (the report's «Почта» sheet)."""
     from sqlalchemy import select
 
-    from .store import engine_for, intake
+    from admission.store import engine_for, intake
 
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(intake).where(intake.c.plan_id == plan_id, intake.c.as_of == as_of)
@@ -249,7 +249,7 @@ def sender_org(ctx: Context, sender: str) -> str | None:
     """The organization whose head or operator writes from this address, when exactly one."""
     if not sender:
         return None
-    from .addresses import split_emails
+    from admission.addresses import split_emails
 
     found: set[str] = set()
     reg = ctx.registry
@@ -279,8 +279,8 @@ def _is_macro_workbook(data: bytes) -> bool:
 def _dataset_of_file(name: str, header: list[str]) -> str | None:
     """A plain file's dataset: its name (``operators.csv``, «Операторы ОО.xlsx»), else the header that covers
     one form dataset's required columns best."""
-    from .registry import CHECKS
-    from .schema import DATASETS, normalize_header
+    from admission.registry import CHECKS
+    from admission.schema import DATASETS, normalize_header
 
     candidates = [d for c in CHECKS.values() for d in c.form]
     stem = normalize_header(Path(name).stem)
@@ -299,9 +299,9 @@ def _dataset_of_file(name: str, header: list[str]) -> str | None:
 
 def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str) -> tuple[str, str | None, dict]:
     """(outcome, org_id, result) of one message; writes the accepted rows."""
-    from .forms import read_identity, sheet_dataset
-    from .ingest import Job, parse_isolated, sheet_titles
-    from .schema import DATASETS, normalize_header
+    from admission.inputs.files import Job, parse_isolated, sheet_titles
+    from admission.mail.forms import read_identity, sheet_dataset
+    from admission.schema import DATASETS, normalize_header
 
     sender = parseaddr(str(msg.get("From") or ""))[1].strip().lower()
     lim = ctx.intake_limits
@@ -391,9 +391,9 @@ def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str
 
 def _read_rows(ctx: Context, dataset: str, rel: str, org_id: str, table):
     """The data folder's reader and row rules on one sheet, as a per-organization file of ``org_id``."""
-    from .reader import read_dataset
-    from .registry import informing_stages
-    from .rules import validate_rows
+    from admission.inputs.reader import read_dataset
+    from admission.inputs.rules import validate_rows
+    from admission.registry import informing_stages
 
     findings: list = []
     frame = read_dataset(Path("."), dataset, findings, ctx.limits, tables=[(rel, org_id, table)])
@@ -403,7 +403,7 @@ def _read_rows(ctx: Context, dataset: str, rel: str, org_id: str, table):
 
 
 def _csv_value(value: object) -> str:
-    from .forms import cell_value
+    from admission.mail.forms import cell_value
 
     value = cell_value(value)
     if value is None:
@@ -423,7 +423,7 @@ def submission_path(root: Path, dataset: str, org_id: str, received_at: dt.datet
 
 def write_submission(root: Path, dataset: str, org_id: str, received_at: dt.datetime, message_id: str, frame) -> Path:
     """The accepted rows as a new version (the name is the message's, so a retry writes the same file once)."""
-    from .schema import DATASETS
+    from admission.schema import DATASETS
 
     path = submission_path(root, dataset, org_id, received_at, message_id)
     if path.exists():
@@ -470,9 +470,9 @@ def merge(data, root: Path, files: list, limits: Limits) -> list[dict]:
     than every data-folder file holding that organization's rows. Returns where each replacement came from."""
     import pandas as pd
 
-    from .ingest import parse_csv, read_regular
-    from .reader import read_dataset
-    from .schema import DATASETS, normalize_header
+    from admission.inputs.files import parse_csv, read_regular
+    from admission.inputs.reader import read_dataset
+    from admission.schema import DATASETS, normalize_header
 
     mtimes = {r.path: r.mtime_ns for r in files}
     sources: list[dict] = []
@@ -514,10 +514,11 @@ def receipt_key(plan_id: str, message_id: str, sender: str) -> str:
 def render_receipt(plan, as_of: dt.date, row: dict, org_name: str, statuses: list[dict], from_email: str,
                    from_name: str):
     """The reply to one message: what was accepted, what is still wrong (file, row, column), the stages now."""
-    from .labels import STATUS_RU
-    from .mail import envelope, ru_date
-    from .notify import Person
-    from .schema import DATASETS
+    from admission.labels import STATUS_RU
+    from admission.mail.recipients import Person
+    from admission.mail.render import envelope
+    from admission.schema import DATASETS
+    from admission.templating import ru_date
 
     result = row.get("result") or {}
     outcome = row["outcome"]
@@ -577,7 +578,7 @@ def _html(text: str) -> str:
 def compose_receipts(plan, as_of: dt.date, url: str, results, registry, from_email: str, from_name: str,
                      dry_run: bool = False) -> dict:
     """A receipt for every message read and not yet answered; unknown senders and duplicates get none."""
-    from .outbox import enqueue
+    from admission.mail.outbox import enqueue
 
     names = dict(zip(registry["org_id"].tolist(), registry["name"].tolist(), strict=True))
     titles = {s.number: s.title for s in plan.stages}

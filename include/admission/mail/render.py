@@ -20,14 +20,13 @@ from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from admission.mail.recipients import Digest
+from admission.plan import Plan
+from admission.registry import REQUEST_CHECKS, REQUEST_DEADLINE_CHECK, stages_with
+from admission.templating import render as render_template
+from admission.templating import ru_date, stage_list
+from admission.xlsx import XLSX_MIME
 
-from .notify import Digest
-from .plan import Plan
-from .registry import REQUEST_CHECKS, REQUEST_DEADLINE_CHECK, stages_with
-from .xlsx import XLSX_MIME
-
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Lines up to 120 characters (RFC 5322 allows 998): a Russian display name stays one encoded-word,
 # which some parsers (Python's own among them) otherwise split with a stray space.
 WIRE_POLICY = policy.SMTP.clone(max_line_length=120)
@@ -58,31 +57,6 @@ NEXT_STEPS = {
 def clean_header(value: str) -> str:
     """One line, no control characters: a name from a spreadsheet cannot add headers."""
     return _CRLF.sub(" ", value).strip()
-
-
-@lru_cache(maxsize=1024)
-def ru_date(day: dt.date | None) -> str:
-    return day.strftime("%d.%m.%Y") if day else "—"
-
-
-def stage_list(stages: list[int]) -> str:
-    return ("этап " if len(stages) == 1 else "этапы ") + ", ".join(map(str, stages))
-
-
-@lru_cache(maxsize=1)
-def _env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)),
-        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,  # package files: no stat() per message (it was a tenth of a national render)
-    )
-    env.filters["ru_date"] = ru_date
-    env.globals["stage_label"] = stage_list
-    return env
 
 
 def contract_header_values(plan_id: str, kind: str, stages, org_ids, as_of: dt.date) -> dict[str, str]:
@@ -188,7 +162,7 @@ def _b64(text: str) -> str:
 def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
            now: dt.datetime | None = None, attachments: list[tuple[str, bytes]] | None = None) -> Rendered:
     """The complete message for one digest; the same digest always gets the same Message-ID.
-    ``attachments``: (ASCII file name, XLSX bytes), e.g. the organizations' forms (admission.forms)."""
+    ``attachments``: (ASCII file name, XLSX bytes), e.g. the organizations' forms (admission.mail.forms)."""
     by_stage: dict[int, list] = {}
     for item in digest.items:  # one pass: an escalation digest may list thousands of items
         by_stage.setdefault(item.stage, []).append(item)
@@ -205,8 +179,8 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
         "intro": INTROS[digest.kind].format(date=ru_date(digest.as_of)), "next_step": NEXT_STEPS[digest.kind],
         "plan_id": plan.id, "as_of": digest.as_of, "forms": [name for name, _ in attachments or []],
     }
-    text = _env().get_template("digest.txt.j2").render(context)
-    html = _env().get_template("digest.html.j2").render(context)
+    text = render_template("mail/digest.txt.j2", context)
+    html = render_template("mail/digest.html.j2", context)
     to_name = clean_header(digest.recipient.name)
     headers = {
         "Subject": subject,
@@ -307,9 +281,9 @@ def render_request(plan: Plan, as_of: dt.date, recipient, changes: list[dict], o
                    f"Заявка об изменении списка операторов АИС «Е-услуги. Образование» от {ru_date(as_of)} "
                    f"({len(changes)} изменений)", request_key(plan.id, change_hash, recipient.email),
                    recipient, from_email, from_name)
-    msg.set_content(_env().get_template("request.txt.j2").render(context), subtype="plain", charset="utf-8",
+    msg.set_content(render_template("mail/request.txt.j2", context), subtype="plain", charset="utf-8",
                     cte="base64")
-    msg.add_alternative(_env().get_template("request.html.j2").render(context), subtype="html", charset="utf-8",
+    msg.add_alternative(render_template("mail/request.html.j2", context), subtype="html", charset="utf-8",
                         cte="base64")
     msg.add_attachment(xlsx.read_bytes(), maintype=XLSX_MIME[0], subtype=XLSX_MIME[1], filename=xlsx.name)
     return msg

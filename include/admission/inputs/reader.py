@@ -20,9 +20,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from .ingest import Job, Limits, RawTable, Refused, dataset_entries, parse_isolated, read_regular
-from .parse_cache import ParseCache, content_digest
-from .schema import CODE_COLUMNS, CODE_MAX, DATASETS, KIND_ALIASES, ORG_KINDS, Dataset, normalize_header
+from admission.inputs.files import (
+    Job,
+    Limits,
+    RawTable,
+    Refused,
+    dataset_entries,
+    parse_isolated,
+    read_regular,
+)
+from admission.inputs.parse_cache import ParseCache, content_digest
+from admission.schema import (
+    CODE_COLUMNS,
+    CODE_MAX,
+    DATASETS,
+    KIND_ALIASES,
+    ORG_KINDS,
+    Dataset,
+    normalize_header,
+)
 
 META = ["_file", "_row"]
 _TRUE = {"да", "yes", "1", "true", "д", "y", "истина"}

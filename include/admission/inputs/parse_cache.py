@@ -24,7 +24,7 @@ import time
 from dataclasses import astuple
 from pathlib import Path
 
-from .ingest import Limits, RawTable
+from admission.inputs.files import Limits, RawTable
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ enumerations, date columns formatted as dates, and an instruction sheet. The for
 plan, organization, stages, date, datasets — signed with HMAC-SHA256 in a custom document property
 (``admission_form``). The key is the installation's (Variable ``admission_form_key``, else a key file in the
 output folder), never in the workbook: a returned form proves which organization it was made for, so a form
-forwarded by someone else still counts for its own organization and for no other (admission.intake).
+forwarded by someone else still counts for its own organization and for no other (admission.mail.intake).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .schema import CHANNELS, DATASETS, OPERATOR_ROLES
+from admission.schema import CHANNELS, DATASETS, OPERATOR_ROLES
 
 FORM_PROPERTY = "admission_form"
 # Rows prefilled per sheet: an organization has a few; a data folder that gives one thousands (several files
@@ -116,7 +116,7 @@ def attachments_for(plan, as_of: dt.date, frames: dict, key: bytes, reply_to: st
 
 def form_datasets(plan, stages: list[int]) -> list[str]:
     """Datasets an organization fills in for these stages of the plan (admission.registry: ``form``)."""
-    from .registry import CHECKS
+    from admission.registry import CHECKS
 
     out: list[str] = []
     for number in sorted(stages):
@@ -133,7 +133,7 @@ def sheet_dataset(title: str) -> str | None:
 
 
 def _choices(plan, name: str) -> dict[str, tuple[str, ...]]:
-    from .registry import informing_stages
+    from admission.registry import informing_stages
 
     if name == "operators":
         return {"role": OPERATOR_ROLES, "position": POSITIONS}
@@ -162,7 +162,7 @@ def build_form(plan, as_of: dt.date, org_id: str, org_name: str, stages: list[in
                reply_to: str, grouped: dict | None = None) -> bytes | None:
     """The organization's workbook for these stages, or None when they need no form (e.g. accounts, approvals).
     ``grouped``: a dict kept across the day's forms (rows grouped by organization once)."""
-    from .xlsx import Workbook
+    from admission.xlsx import Workbook
 
     datasets = form_datasets(plan, stages)
     if not datasets:

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .labels import FILE_CHANGE_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
-from .mail import _env, envelope, ru_date
-from .notify import Person, digest_key
-from .plan import Plan
-from .xlsx import XLSX_MIME, new_workbook, write_sheet
+from admission.labels import FILE_CHANGE_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
+from admission.mail.recipients import Person, digest_key
+from admission.mail.render import envelope
+from admission.plan import Plan
+from admission.templating import render as render_template
+from admission.templating import ru_date
+from admission.xlsx import XLSX_MIME, new_workbook, write_sheet
 
 
 @dataclass
@@ -37,13 +39,13 @@ class Report:
     undelivered: list[dict] = field(default_factory=list)  # as_of, kind, recipient, status, error (outbox.undelivered)
     files_changed: dict[str, list[str]] = field(default_factory=dict)  # added/changed/removed (the snapshot's)
     sources: list[dict] = field(default_factory=list)  # per stage with evidence: what counted (evidence_sources)
-    intake: list[dict] = field(default_factory=list)  # the day's messages of the mailbox (admission.intake.day_rows)
+    intake: list[dict] = field(default_factory=list)  # the day's messages of the mailbox (admission.mail.intake.day_rows)
 
 
 def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
     """For each stage whose results say what counted (stage 2's official site): how many organizations by the
     website check only, by an informing row only, by both; and how many sites the check did not confirm."""
-    from .stages import SOURCE_ROW, SOURCE_SITE
+    from admission.checks.stages import SOURCE_ROW, SOURCE_SITE
 
     if "evidence" not in today:
         return []
@@ -148,7 +150,7 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import quiet_libraries
+    from admission import quiet_libraries
 
     quiet_libraries()
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=100)
@@ -251,9 +253,9 @@ def render_emails(report: Report, recipients: list[Person], from_email: str, fro
         "intake": intake_summary(report.intake), "intake_total": len(report.intake),
     }
     body = MIMEPart()
-    body.set_content(_env().get_template("report.txt.j2").render(context), subtype="plain", charset="utf-8",
+    body.set_content(render_template("report/report.txt.j2", context), subtype="plain", charset="utf-8",
                      cte="base64")
-    body.add_alternative(_env().get_template("report.html.j2").render(context), subtype="html", charset="utf-8",
+    body.add_alternative(render_template("report/report.html.j2", context), subtype="html", charset="utf-8",
                          cte="base64")
     body.get_payload()[1].add_related(png.read_bytes(), maintype="image", subtype="png", cid=cid, filename=png.name,
                                       disposition="inline")
@@ -279,7 +281,7 @@ def copy_data_docs(output: Path, plan_id: str, as_of: dt.date, folder: Path) -> 
     index.html)."""
     import shutil
 
-    from .snapshot import DOCS, data_docs_index
+    from admission.inputs.snapshot import DOCS, data_docs_index
 
     found = data_docs_index(output, plan_id, as_of)
     if found is None:
@@ -304,8 +306,8 @@ def data_docs(frames: dict[str, pd.DataFrame], folder: Path, informing_stages: t
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    from . import quiet_libraries
-    from .rules import add_validation_definition, prepare, ruled_datasets
+    from admission import quiet_libraries
+    from admission.inputs.rules import add_validation_definition, prepare, ruled_datasets
 
     quiet_libraries()
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 AS_OF = dt.date(2020, 1, 15)
 
 
@@ -62,8 +62,8 @@ class PeakRSS:
 
 def floor_failures(frames: dict[str, pd.DataFrame]) -> set[tuple[str, int, str]]:
     """The same row rules as the GX suites, as plain vectorized pandas: (dataset, index, column)."""
-    from .rules import _rules, prepare
-    from .schema import DATASETS
+    from admission.inputs.rules import _rules, prepare
+    from admission.schema import DATASETS
 
     out: set[tuple[str, int, str]] = set()
     for name, frame in frames.items():
@@ -107,12 +107,12 @@ def _phase(results: dict, name: str, fn, rows: int | None = None):
 
 def run_day(data_dir: Path, work: Path) -> dict:
     """One campaign day through the jobs the DAG tasks run (admission.jobs), in their order, in-process."""
-    from . import jobs
-    from .plan import load_plan
-    from .reader import thaw_heap
-    from .registry import informing_stages
-    from .rules import validate_rows
-    from .store import load_results
+    from admission import jobs
+    from admission.inputs.reader import thaw_heap
+    from admission.inputs.rules import validate_rows
+    from admission.plan import load_plan
+    from admission.registry import informing_stages
+    from admission.store import load_results
 
     plan = load_plan(REPO / "include" / "plans" / "2020-2021.yaml")
     settings = jobs.Settings(data_dir=data_dir, output_dir=work / "out", store_url=f"sqlite:///{work / 'bench.db'}",
@@ -167,7 +167,7 @@ def real_path(data_dir: Path, work: Path, changed_fraction: float = 0.01) -> dic
     the data; then the next day with ``changed_fraction`` of the per-organization files changed."""
     import shutil
 
-    from .demo_scale import change
+    from admission.tools.scale import change
 
     data = work / "real-data"
     shutil.copytree(data_dir, data)
@@ -233,10 +233,10 @@ def smtp_throughput(n: int) -> dict:
     import multiprocessing as mp
     import socket
 
-    from .mail import render_all
-    from .notify import Digest, Item, Person
-    from .outbox import SmtpTransport, deliver, enqueue, smtp_settings
-    from .plan import load_plan
+    from admission.mail.outbox import SmtpTransport, deliver, enqueue, smtp_settings
+    from admission.mail.recipients import Digest, Item, Person
+    from admission.mail.render import render_all
+    from admission.plan import load_plan
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -281,11 +281,11 @@ def main(args) -> int:
             data_dir = Path(tempfile.gettempdir()) / f"admission-bench-data-{scale}"
             if not (data_dir / "organizations.csv").exists() and not (data_dir / "organizations.xlsx").exists():
                 if scale in ("tiny", "demo"):
-                    from .demo import generate
+                    from admission.tools.demo import generate
 
                     generate(data_dir)
                 else:
-                    from .demo_scale import generate as generate_scaled
+                    from admission.tools.scale import generate as generate_scaled
 
                     generate_scaled(data_dir, scale)
         result = {"scale": scale, "as_of": AS_OF.isoformat(), "date_measured": dt.date.today().isoformat(),

@@ -46,10 +46,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .ingest import Limits
-from .parse_cache import ParseCache
-from .reader import DataFolder, FileRecord, Reuse, read_data_folder
-from .rules import Validation
+from admission import addresses, schema
+from admission.inputs import files, reader, rules
+from admission.inputs.files import Limits
+from admission.inputs.parse_cache import ParseCache
+from admission.inputs.reader import DataFolder, FileRecord, Reuse, read_data_folder
+from admission.inputs.rules import Validation
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,9 @@ KEEP_DAYS = 14
 RACY_NS = 2 * 10**9
 DOCS = "data_docs"
 # The sources whose change can change a row rule's verdict: a snapshot validated under other ones is not reused.
-RULE_SOURCES = ("rules.py", "schema.py", "addresses.py")
+RULE_SOURCES = (rules, schema, addresses)
 # ... and those whose change can change how a file becomes rows: a snapshot read under other ones lends no rows.
-READER_SOURCES = ("reader.py", "ingest.py", "schema.py")
+READER_SOURCES = (reader, files, schema)
 
 
 class NoSnapshot(RuntimeError):
@@ -75,7 +77,7 @@ class Snapshot:
     root: str
     data: DataFolder
     started_ns: int  # when the read began (time.time_ns()): the next read trusts older modification times
-    failures: pd.DataFrame  # GX row failures (admission.rules.FAILURE_COLUMNS)
+    failures: pd.DataFrame  # GX row failures (admission.inputs.rules.FAILURE_COLUMNS)
     files: list[FileRecord] = field(default_factory=list)
     changes: dict[str, list[str]] = field(default_factory=dict)  # added / changed / removed, vs the previous day
     validated_rows: int = 0  # rows that went through GX this time (the others kept the last snapshot's verdicts)
@@ -137,10 +139,10 @@ def changes_between(before: dict[str, FileRecord], now: list[FileRecord]) -> dic
     }
 
 
-def _sources_key(names: tuple[str, ...], extra: str) -> str:
+def _sources_key(modules: tuple, extra: str) -> str:
     digest = hashlib.sha256(extra.encode())
-    for name in names:
-        digest.update((Path(__file__).parent / name).read_bytes())
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
 
@@ -176,7 +178,7 @@ def _reuse(prior: Snapshot | None) -> Reuse:
 
 def _sorted_failures(failures: pd.DataFrame) -> pd.DataFrame:
     """Dataset by dataset in the contract's order, row by row (the rules' order within a row kept)."""
-    from .schema import DATASETS
+    from admission.schema import DATASETS
 
     order = failures["dataset"].map({name: i for i, name in enumerate(DATASETS)})
     text = {c: object for c in ("dataset", "org_id", "file", "column", "message")}  # one dtype whichever path
@@ -193,7 +195,7 @@ def validate_incrementally(frames: dict[str, pd.DataFrame], informing_stages: tu
     and row, re-indexed to today's frame; every other row is validated. Equal to validating everything,
     because every rule looks at one row only (tests compare the two).
     """
-    from .rules import FAILURE_COLUMNS, validate_rows
+    from admission.inputs.rules import FAILURE_COLUMNS, validate_rows
 
     if last_failures is None:
         same_files = set()
@@ -221,7 +223,7 @@ def validate_incrementally(frames: dict[str, pd.DataFrame], informing_stages: tu
 def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stages: tuple[int, ...] | None,
          limits: Limits | None = None, cache: ParseCache | None = None, intake: Path | None = None) -> Snapshot:
     """Read the folder (reusing what the newest snapshot knows), validate the new rows, write the snapshot.
-    ``intake``: the submissions received by mail (admission.intake), taken per organization and dataset when
+    ``intake``: the submissions received by mail (admission.mail.intake), taken per organization and dataset when
     newer than the data folder's file."""
     dated = _dated(output, plan_id)
     newest = max(dated, key=lambda d: (d[1] / "manifest.json").stat().st_mtime if (d[1] / "manifest.json").exists()
@@ -243,7 +245,7 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     data = read_data_folder(root, limits=limits, cache=cache, previous=reuse, files=files,
                             reuse=_reuse(prior) if lend_rows else None)
     if intake is not None:
-        from .intake import merge
+        from admission.mail.intake import merge
 
         merged = merge(data, intake, files, limits)
         if merged:
@@ -266,7 +268,7 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
         """Data Docs of what GX validated today; a failure costs the docs, never the snapshot."""
         if not fresh:
             return
-        from .report import data_docs
+        from admission.report.daily import data_docs
 
         try:
             data_docs(fresh, folder / DOCS, informing_stages)

@@ -32,8 +32,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from .mail import recipient_of, to_wire
-from .store import bulk_insert, engine_for, outbox
+from admission.mail.render import recipient_of, to_wire
+from admission.store import bulk_insert, engine_for, outbox
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from typing import NamedTuple
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
-from .plan import DEFAULT_LINK_HINTS, DEFAULT_SITE_PHRASES
+from admission.plan import DEFAULT_LINK_HINTS, DEFAULT_SITE_PHRASES
 
 DEFAULT_PHRASES: tuple[tuple[str, ...], ...] = tuple(tuple(g) for g in DEFAULT_SITE_PHRASES)
 LINK_HINTS: tuple[str, ...] = tuple(DEFAULT_LINK_HINTS)

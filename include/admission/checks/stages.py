@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .plan import Plan, Stage
-from .reader import DataFolder, Finding
-from .registry import CHECKS, datasets_of, informing_stages
-from .rules import Validation, chief_position_ok, normalize_text, validate_rows
-from .schema import TOPICS
-from .vocabulary import Status
+from admission.inputs.reader import DataFolder, Finding
+from admission.inputs.rules import Validation, chief_position_ok, normalize_text, validate_rows
+from admission.plan import Plan, Stage
+from admission.registry import CHECKS, datasets_of, informing_stages
+from admission.schema import TOPICS
+from admission.vocabulary import Status
 
 RESULT_COLUMNS = [
     "plan_id", "stage", "as_of", "org_id", "kind", "name", "parent_id",
@@ -43,7 +43,7 @@ class Context:
     plan: Plan
     stage: Stage
     as_of: dt.date
-    sites: pd.DataFrame | None = None  # the day's website check per organization (admission.websites); None: not run
+    sites: pd.DataFrame | None = None  # the day's website check per organization (admission.checks.sites); None: not run
     evidence: pd.Series | None = None  # org_id -> what counted, set by a check that says (stage 2)
 
     def frame(self, name: str) -> pd.DataFrame:

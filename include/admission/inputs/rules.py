@@ -3,7 +3,7 @@
 Each rule is one GX expectation on one dataset plus the Russian sentence an
 official reads when a row breaks it. Failures come back as a frame of
 (dataset, row index, column, message) so that the organization-level rules in
-:mod:`admission.stages` can say which organization a bad row belongs to.
+:mod:`admission.checks.stages` can say which organization a bad row belongs to.
 
 Values that need a computation GX does not have (ИНН/ОГРН check digits,
 normalized enumerations) are derived as columns first, vectorized.
@@ -20,8 +20,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .reader import Finding
-from .schema import (
+from admission.inputs.reader import Finding
+from admission.schema import (
     ACCOUNT_STATUSES,
     APPROVAL_STATUSES,
     CHANNELS,
@@ -114,7 +114,7 @@ UNDELIVERABLE = ("адрес «{value}» не годится для отправ
 
 def _deliverable(cells: pd.Series) -> pd.Series:
     """True/False per cell whose syntax is right (the regex rule reports the rest); computed per distinct value."""
-    from .addresses import cell_deliverable
+    from admission.addresses import cell_deliverable
 
     pattern = re.compile(EMAIL_LIST_RE)
     codes, uniques = pd.factorize(cells, use_na_sentinel=True)
@@ -242,7 +242,7 @@ def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    from . import quiet_libraries
+    from admission import quiet_libraries
 
     quiet_libraries()
     ctx = gx.get_context(mode="ephemeral")

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import select
 
-from .labels import MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
-from .plan import Plan
-from .store import engine_for, finding, load_history, load_results, outbox, stage_result
-from .vocabulary import Status
+from admission.labels import MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
+from admission.plan import Plan
+from admission.store import engine_for, finding, load_history, load_results, outbox, stage_result
+from admission.vocabulary import Status
 
 SHOWN_ORGS = 50  # search hits listed; a code, a name or an ИНН narrows it
 
@@ -160,10 +160,10 @@ def organization(url: str, day: Day, org_id: str) -> dict | None:
 
 
 def answers(url: str, day: Day, org_id: str) -> list[dict]:
-    """The organization's answers by mail up to the day (admission.intake): when, outcome, what became its data."""
-    from .report import INTAKE_OUTCOME_RU
-    from .schema import DATASETS
-    from .store import intake
+    """The organization's answers by mail up to the day (admission.mail.intake): when, outcome, what became its data."""
+    from admission.report.daily import INTAKE_OUTCOME_RU
+    from admission.schema import DATASETS
+    from admission.store import intake
 
     with engine_for(url).connect() as conn:
         rows = conn.execute(
