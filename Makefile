@@ -52,7 +52,7 @@ test-fast: install
 # The production path without Docker: API server, scheduler, DAG processor and two Celery workers
 # on the local PostgreSQL and Redis (fresh databases), an SMTP server on loopback. Part of `make test` too.
 test-distributed: install
-	$(BIN)/python -m pytest -q tests/test_distributed.py
+	$(BIN)/python -m pytest -q tests/deploy/test_distributed.py
 
 demo-data: install
 	$(BIN)/admission demo-data $(DEMO_DIR) --sites http://127.0.0.1:$(DEMO_SITES_PORT)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import REPO, set_airflow_env
+
+from tests.helpers import REPO, set_airflow_env
 
 D = dt.date
 

@@ -9,7 +9,8 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import REPO, set_airflow_env, take_snapshot
+
+from tests.helpers import REPO, set_airflow_env, take_snapshot
 
 PLANS = REPO / "include" / "plans"
 

@@ -12,9 +12,9 @@ from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from imap_server import Dovecot, available
-from test_smtp_tls import _ca_and_cert
+
+from tests.helpers import REPO, ca_and_cert
+from tests.mail.imap_server import Dovecot, available
 
 pytestmark = pytest.mark.services  # a real IMAP server (dovecot): left out of make test-fast
 
@@ -31,7 +31,7 @@ def imap(tmp_path_factory):
             pytest.fail("CI=true but dovecot is not installed (apt-get install dovecot-imapd)")
         pytest.skip("dovecot is not installed here")
     folder = tmp_path_factory.mktemp("imap-tls")
-    ca, cert, key = _ca_and_cert(folder, ["127.0.0.1", "localhost"])
+    ca, cert, key = ca_and_cert(folder, ["127.0.0.1", "localhost"])
     server = Dovecot(cert, key)
     server.ca = ca
     yield server
@@ -348,7 +348,8 @@ def test_the_intake_dag_reads_the_mailbox_through_airflows_imap_provider_with_tl
         airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, imap, client, plan):
     from admission import jobs
     from airflow.dag_processing.dagbag import DagBag
-    from conftest import set_airflow_env
+
+    from tests.helpers import set_airflow_env
 
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
     settings = jobs.Settings(data_dir=demo_dir, output_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'admission.db'}",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import socket
 import ssl
 from pathlib import Path
@@ -11,40 +9,7 @@ from pathlib import Path
 import pytest
 from admission.mail.outbox import InsecureSmtpConfig, SmtpTransport, TransientError, smtp_settings
 
-
-def _ca_and_cert(folder: Path, names: list[str]) -> tuple[Path, Path, Path]:
-    """A throwaway CA (PEM) and a server certificate for ``names`` signed by it."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA of the admission monitor")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-          .not_valid_after(now + dt.timedelta(days=30))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    alt = [x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() else x509.DNSName(n) for n in names]
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    ca_pem, cert_pem, key_pem = folder / "ca.pem", folder / "server.pem", folder / "server.key"
-    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return ca_pem, cert_pem, key_pem
+from tests.helpers import ca_and_cert
 
 
 class TlsSink:
@@ -87,7 +52,7 @@ class TlsSink:
 
 @pytest.fixture
 def pki(tmp_path):
-    return _ca_and_cert(tmp_path, ["127.0.0.1", "localhost"])
+    return ca_and_cert(tmp_path, ["127.0.0.1", "localhost"])
 
 
 ROW = {"recipient": "head@school.example", "message": "Subject: x\nTo: head@school.example\n\nbody\n"}
@@ -114,7 +79,7 @@ def test_a_certificate_of_an_unknown_ca_is_refused_and_the_ca_bundle_extra_trust
 
 
 def test_a_certificate_for_another_host_is_refused(tmp_path):
-    ca, cert, key = _ca_and_cert(tmp_path, ["mail.other.example"])
+    ca, cert, key = ca_and_cert(tmp_path, ["mail.other.example"])
     sink = TlsSink(cert, key, implicit=False)
     try:
         with pytest.raises(TransientError, match="mismatch|doesn't match|not valid for|IP address"):

@@ -7,8 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from conftest import ORG_HEADER, REPO, set_airflow_env, write_csv
-from test_sitecheck import PRIEM, Site
+
+from tests.helpers import ORG_HEADER, PRIEM, REPO, Site, set_airflow_env, write_csv
 
 D = dt.date
 

@@ -20,7 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+
+from tests.helpers import REPO
 
 BIN = Path(sys.executable).parent
 DAY = "2020-01-15"

@@ -11,9 +11,10 @@ from unittest import mock  # noqa: F401
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import airflow_env, set_airflow_env, take_snapshot
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import airflow_env, set_airflow_env, take_snapshot
+
+REPO = Path(__file__).resolve().parents[2]
 PLANS = ("2020_2021", "2027_2028")
 EXPECTED_DAG_IDS = ({f"check_{plan}_stage_{n}" for plan in PLANS for n in range(1, 9)}
                     | {f"{kind}_{p}" for p in PLANS for kind in ("ingest", "notify", "report", "collect_operators", "run_day",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from admission.inputs.reader import read_data_folder
-from conftest import registry, write_csv, write_xlsx
+
+from tests.helpers import registry, write_csv, write_xlsx
 
 OPS_RU = ["ФИО", "Должность", "Роль", "E-mail"]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from admission.checks import operators as opmod
 from admission.inputs.reader import read_data_folder
-from conftest import registry, set_airflow_env, take_snapshot, write_csv, write_xlsx
 from openpyxl import load_workbook
+
+from tests.helpers import registry, set_airflow_env, take_snapshot, write_csv, write_xlsx
 
 OPS = ["ФИО", "Должность", "Роль", "E-mail"]
 ACC = ["Код ОО", "ФИО", "Логин", "Статус"]
@@ -119,7 +120,7 @@ def test_collect_operators_dag_sends_the_request_once_per_set_of_changes(airflow
     write_csv(data_dir / "accounts.csv", ACC, [["S1", "Иванова Анна Петровна", "s1_1", "выдана"],
                                                ["S1", "Уволенный Иван Иванович", "s1_2", "выдана"]])
     set_airflow_env(monkeypatch, data_dir, tmp_path / "out", smtp_sink)
-    dag = DagBag(dag_folder=str(Path(__file__).parents[1] / "dags")).dags["collect_operators_2020_2021"]
+    dag = DagBag(dag_folder=str(Path(__file__).parents[2] / "dags")).dags["collect_operators_2020_2021"]
 
     def run(day: str):
         take_snapshot(data_dir, tmp_path / "out", day)

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from admission.checks.stages import evaluate_stage, summarize
 from admission.inputs.reader import read_data_folder
-from conftest import registry, write_csv
+
+from tests.helpers import registry, write_csv
 
 D = dt.date
 

@@ -2,61 +2,12 @@
 
 from __future__ import annotations
 
-import http.server
-import ssl
 import threading
 import time
 
 import pytest
 
-PRIEM = ("<html><head><title>Будущим первоклассникам</title></head><body><h1>Прием в 1 класс</h1>"
-         "<p>Заявления о приёме в первый класс подаются в электронной форме через портал Госуслуг (ЕПГУ).</p>"
-         "</body></html>")
-
-
-class Site:
-    """One site on its own loopback address: ``pages`` maps a path to (status, headers, body) or a callable."""
-
-    def __init__(self, pages: dict, host: str = "127.0.0.1", tls: tuple | None = None):
-        site = self
-        self.hits: list[str] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                site.hits.append(self.path)
-                page = pages.get(self.path, (404, {}, b"not found"))
-                if callable(page):
-                    page = page(self)
-                    if page is None:
-                        return
-                status, headers, body = page
-                body = body.encode("utf-8") if isinstance(body, str) else body
-                self.send_response(status)
-                headers = {"Content-Type": "text/html; charset=utf-8", **headers}
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
-        self.server.daemon_threads = True
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"{'https' if tls else 'http'}://{host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+from tests.helpers import PRIEM, Site, ca_and_cert
 
 
 @pytest.fixture
@@ -203,9 +154,8 @@ def test_a_redirect_into_the_local_network_is_refused(sites):
 
 
 def test_a_self_signed_certificate_is_refused_and_accepted_once_its_ca_is_configured(sites, tmp_path):
-    from test_smtp_tls import _ca_and_cert
 
-    ca, cert, key = _ca_and_cert(tmp_path, ["127.0.0.1"])
+    ca, cert, key = ca_and_cert(tmp_path, ["127.0.0.1"])
     site = sites({"/": (200, {}, PRIEM)}, tls=(str(cert), str(key)))
     evidence = _crawler().check(site.url + "/")
     assert not evidence.found and "сертификат TLS не прошел проверку" in evidence.reason

@@ -26,7 +26,8 @@ from admission.mail.outbox import (
 )
 from admission.mail.recipients import KINDS, Digest, Item, Person
 from admission.mail.render import render
-from conftest import registry, set_airflow_env, take_snapshot, write_csv
+
+from tests.helpers import registry, set_airflow_env, take_snapshot, write_csv
 
 D1, D2 = dt.date(2019, 12, 18), dt.date(2019, 12, 19)
 OWNER = "notify_2020_2021.send_digests.scheduled__2019-12-18T04:00:00+00:00"
@@ -178,7 +179,7 @@ def test_a_request_recorded_while_smtp_is_down_is_sent_on_the_next_date_and_the_
     write_csv(data_dir / "operators" / "S1.csv", OPS, [
         ["Иванова Анна Петровна", "зам. директора по УВР", "главный оператор", "a@t.example"]])
     write_csv(data_dir / "accounts.csv", ACC, [["S1", "Уволенный Иван Иванович", "s1_2", "выдана"]])
-    dag = DagBag(dag_folder=str(Path(__file__).parents[1] / "dags")).dags["collect_operators_2020_2021"]
+    dag = DagBag(dag_folder=str(Path(__file__).parents[2] / "dags")).dags["collect_operators_2020_2021"]
     for task in dag.tasks:
         task.retries = 0
 

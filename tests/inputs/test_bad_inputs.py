@@ -18,7 +18,8 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from conftest import REPO, airflow_env, registry, write_csv
+
+from tests.helpers import REPO, airflow_env, registry, write_csv
 
 CORPUS = REPO / "tests" / "data" / "bad"
 ATTACKER = "attacker@evil.example"

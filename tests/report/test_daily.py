@@ -11,8 +11,9 @@ from admission.mail.outbox import SmtpTransport, deliver, enqueue, smtp_settings
 from admission.mail.recipients import Directory
 from admission.report import daily as rep
 from admission.store import load_findings, load_history, load_results, previous_date, save_stage
-from conftest import set_airflow_env, take_snapshot
 from openpyxl import load_workbook
+
+from tests.helpers import set_airflow_env, take_snapshot
 
 D = dt.date
 DAYS = (D(2019, 12, 18), D(2020, 1, 9), D(2020, 1, 15))
@@ -128,7 +129,7 @@ def test_report_dag_mails_on_a_working_day_and_not_on_a_day_off(airflow_db, plan
             save_stage(url, plan.id, stage.number, day, out.results, out.findings)
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
     take_snapshot(demo_dir, tmp_path, "2020-01-15")
-    dag = DagBag(dag_folder=str(Path(__file__).parents[1] / "dags")).dags["report_2020_2021"]
+    dag = DagBag(dag_folder=str(Path(__file__).parents[2] / "dags")).dags["report_2020_2021"]
     run = dag.test(logical_date=dt.datetime(2020, 1, 18, 4, tzinfo=dt.UTC), run_conf={"as_of": "2020-01-18"})
     assert "success" in str(run.state) and smtp_sink.received == []  # Saturday: no report
     run = dag.test(logical_date=dt.datetime(2020, 1, 15, 4, tzinfo=dt.UTC), run_conf={"as_of": "2020-01-15"})
