@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from admission.inputs import data_docs
 from admission.inputs.files import Limits
+from admission.layout import Layout
 from admission.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,15 @@ class Settings:
     limits: Limits = field(default_factory=Limits.from_env)
     form_key: str | None = None  # Variable admission_form_key; None: the key file in the output folder
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.output_dir)
+
     def parse_cache(self):
         """The shared cache of parsed files under the output folder (see admission.inputs.parse_cache), pruned."""
         from admission.inputs.parse_cache import ParseCache
 
-        cache = ParseCache(self.output_dir / "cache" / "parsed")
+        cache = ParseCache(self.layout.parse_cache)
         cache.prune()
         return cache
 
@@ -65,7 +71,7 @@ def ingest(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
         raise ValueError("no data folder configured")
     cache = settings.parse_cache()
     snap = snapshot.take(settings.data_dir, settings.output_dir, plan.id, as_of, informing_stages(plan),
-                         settings.limits, cache, intake=settings.output_dir / "intake")
+                         settings.limits, cache, intake=settings.layout.intake)
     summary = snap.summary() | {"parsed": cache.misses, "reused": cache.hits}
     log.info("snapshot of plan %s for %s: %s", plan.id, as_of, summary)
     for kind in ("added", "changed", "removed"):
@@ -197,7 +203,7 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
     data = load_snapshot(settings, plan, as_of, sorted({"operators", *form_sets})).data
     freeze_heap()
     digests = plan_digests(plan, as_of, results, data)
-    attach = attachments_for(plan, as_of, data.frames, installation_key(settings.output_dir, settings.form_key),
+    attach = attachments_for(plan, as_of, data.frames, installation_key(settings.layout.form_key, settings.form_key),
                              settings.from_email)
     messages = render_all(digests, plan, settings.from_email, settings.from_name, attach)
     counts = enqueue(settings.store_url, plan.id, as_of, messages, dry_run=dry_run, supersedes=KINDS)
@@ -235,7 +241,7 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     prev = previous_date(url, plan.id, as_of)
     previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
     snap = load_snapshot(settings, plan, as_of, [])  # the registry: the report's figures come from the store
-    folder = settings.output_dir / "reports" / plan.id / as_of.isoformat()
+    folder = settings.layout.report(plan.id, as_of)
     report = rep.build(plan, as_of, today, previous, prev, snap.data.frames["organizations"],
                        load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev),
                        files_changed=snap.changes)
@@ -246,7 +252,7 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
         log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
     png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")
     xlsx = rep.workbook(report, today, folder / f"report_{plan.id}_{as_of.isoformat()}.xlsx")
-    docs = rep.copy_data_docs(settings.output_dir, plan.id, as_of, folder)
+    docs = data_docs.copy_to(settings.output_dir, plan.id, as_of, folder)
     recipients = Directory(snap.data).roiv
     docs_date, link = (docs[0], docs[1].as_uri()) if docs else (None, None)
     rendered = rep.render_emails(report, recipients, settings.from_email, settings.from_name, png, xlsx, link,
@@ -278,7 +284,7 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
     findings = [f for f in data.findings if f.dataset in ("operators", "accounts")] + opmod.validate(data,
                                                                                                    snap.validation)
     save_operator_snapshot(url, plan.id, as_of, ops)
-    folder = settings.output_dir / "operators" / plan.id / as_of.isoformat()
+    folder = settings.layout.operators(plan.id, as_of)
     opmod.consolidated_workbook(ops, findings, folder / f"operators_{as_of.isoformat()}.xlsx")
     diff = opmod.diff_accounts(data, findings)
     changes = opmod.changes_of(diff)
@@ -313,8 +319,8 @@ def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
     from admission.mail.intake import Context
 
     data = load_snapshot(settings, plan, as_of, ["operators"]).data
-    return Context(plan, as_of, settings.store_url, settings.output_dir / "intake",
-                   installation_key(settings.output_dir, settings.form_key), data.frames["organizations"],
+    return Context(plan, as_of, settings.store_url, settings.layout.intake,
+                   installation_key(settings.layout.form_key, settings.form_key), data.frames["organizations"],
                    data.frames["operators"], settings.limits)
 
 

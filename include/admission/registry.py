@@ -9,8 +9,11 @@ DAG parse time, where pandas must not be imported (``run`` imports :mod:`admissi
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+
+CHECKS_MODULE = "admission.checks.stages"
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,8 @@ class Check:
     form: tuple[str, ...] = ()  # what the organization itself fills in: the sheets of its form (admission.mail.forms)
 
     def run(self) -> Callable:
-        from admission.checks import stages
-
-        return getattr(stages, self.function)
+        """The check's function, imported when a stage is judged (never at parse time)."""
+        return getattr(importlib.import_module(CHECKS_MODULE), self.function)
 
 
 CHECKS: dict[str, Check] = {c.name: c for c in (

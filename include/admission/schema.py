@@ -7,7 +7,7 @@ contract is written down once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 ColType = Literal["str", "date", "bool", "int", "emails"]
@@ -181,3 +181,40 @@ TOPICS = ("порядок и сроки", "возраст", "ЕСИА")
 # the reader reports them instead of letting the database refuse a whole day's results.
 CODE_MAX = 64
 CODE_COLUMNS = frozenset({"org_id", "parent_id"})
+
+
+def cell_value(value: object) -> object:
+    """A frame's value as people read it: None when missing (None, pandas NA/NaT, NaN), да/нет for booleans."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType") or (isinstance(value, float) and value != value):
+        return None  # missing (None, pandas NA/NaT, NaN)
+    if isinstance(value, bool):
+        return "да" if value else "нет"
+    return value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in the data, worded in Russian for the people who fix it."""
+
+    dataset: str
+    file: str
+    message: str
+    row: int | None = None
+    column: str | None = None
+    org_id: str | None = None
+    value: str | None = None
+
+    @property
+    def where(self) -> str:
+        parts = [self.file]
+        if self.row is not None:
+            parts.append(f"строка {self.row}")
+        if self.column:
+            parts.append(f"столбец «{self.column}»")
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from admission.inputs.reader import Finding
+from admission.schema import Finding
 
 metadata = MetaData()
 

@@ -325,11 +325,12 @@ def test_imap_folder_names_are_modified_utf7():
 
 
 def test_the_form_carries_a_verifiable_identity_and_lists(day, plan):
+    from admission.layout import Layout
     from admission.mail.forms import installation_key, read_identity
     from openpyxl import load_workbook
 
     _, form = _form_of(day)
-    identity, carried = read_identity(form, installation_key(day.output_dir))
+    identity, carried = read_identity(form, installation_key(Layout(day.output_dir).form_key))
     assert carried and identity.org_id == SCHOOL and "operators" in identity.datasets
     assert read_identity(form, b"another key") == (None, True)
     wb = load_workbook(io.BytesIO(form))

@@ -48,12 +48,12 @@ def _text(context) -> tuple[str, str]:
 
 
 def _write_eml(context, to: str, subject: str, body: str) -> None:
-    from admission.adapter.config import output_dir
+    from admission.adapter.config import layout
 
     msg = EmailMessage()
     msg["To"], msg["Subject"], msg["X-Admission-Kind"] = to, subject, "alert"
     msg.set_content(body)
-    folder = output_dir() / "mail" / "alerts" / dt.date.today().isoformat()
+    folder = layout().alerts(dt.date.today())
     folder.mkdir(parents=True, exist_ok=True)
     ti = context.get("ti")
     name = f"{getattr(ti, 'dag_id', 'dag')}.{getattr(ti, 'task_id', 'task')}.{getattr(ti, 'run_id', 'run')}"

@@ -15,6 +15,7 @@ from pathlib import Path
 from airflow.sdk import Variable
 from airflow.sdk.bases.hook import BaseHook
 
+from admission.layout import Layout
 from admission.plan import Plan
 
 try:  # Airflow 3.x
@@ -45,6 +46,11 @@ def output_dir() -> Path:
     path = Path(Variable.get("admission_output_dir", default=None) or default).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def layout() -> Layout:
+    """Where the product writes (admission.layout), under ``admission_output_dir``."""
+    return Layout(output_dir())
 
 
 def site_check() -> dict:
@@ -96,7 +102,7 @@ def store_url() -> str:
         uri = conn.get_uri()
         # Airflow spells PostgreSQL "postgres://"; SQLAlchemy wants "postgresql://".
         return uri.replace("postgres://", "postgresql://", 1) if uri.startswith("postgres://") else uri
-    return f"sqlite:///{output_dir() / 'admission.db'}"
+    return f"sqlite:///{layout().default_store}"
 
 
 def as_of_date(plan: Plan, params: dict, logical_date: dt.datetime | None, run_after: dt.datetime | None) -> dt.date:

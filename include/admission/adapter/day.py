@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from admission.report.console import TABLE_HEADER
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -27,9 +29,6 @@ def _dag_bag():
     return bag
 
 
-TABLE_HEADER = f"{'этап':>4}  {'срок':10}  {'выполнено':>9}  {'отстают':>7}  {'просрочено':>10}  название"
-
-
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
     """(plan, dag) pairs to run for the date: the ``run_day_<plan>`` DAG of every plan covering it."""
     from admission.adapter.factory import run_day_dag_id
@@ -39,22 +38,8 @@ def day_runs(day: dt.date) -> list[tuple[object, object]]:
     return [(plan, bag.get_dag(run_day_dag_id(plan))) for plan in load_valid_plans()[0] if plan.covers(day)]
 
 
-def stage_table(plan, checked: dict) -> str:
-    """The per-stage counts of a ``check_stages`` result as a Russian table (the run_day log)."""
-    lines = [TABLE_HEADER]
-    for stage in sorted(plan.stages, key=lambda s: s.number):
-        got = checked["stages"].get(str(stage.number), {})
-        deadline = stage.deadline.isoformat() if stage.deadline else "весь период"
-        if not got.get("judged"):
-            counts = "проверка не выполнена (см. журнал check_stages)"
-        else:
-            counts = f"{got.get('complete', 0):>9}  {got.get('lagging', 0):>7}  {got.get('overdue', 0):>10}"
-        lines.append(f"{stage.number:>4}  {deadline:10}  {counts}  {stage.title}")
-    return "\n".join(lines)
-
-
 def print_mail_summary(day: dt.date, plan, url: str) -> None:
-    from admission.adapter.config import get_connection, output_dir
+    from admission.adapter.config import get_connection, layout
     from admission.labels import MAIL_KINDS_RU
     from admission.mail.outbox import outbox_counts
 
@@ -71,8 +56,8 @@ def print_mail_summary(day: dt.date, plan, url: str) -> None:
         print(f"  из них с формой организации во вложении (forma_<код>_<дата>.xlsx, ответ — в почтовый ящик "
               f"admission_imap): {forms}")
     if get_connection("admission_smtp") is None:
-        print(f"  файлы .eml: {output_dir() / 'mail' / plan.id / day.isoformat()}")
-    reports = output_dir() / "reports" / plan.id / day.isoformat()
+        print(f"  файлы .eml: {layout().mail_of(plan.id, day)}")
+    reports = layout().report(plan.id, day)
     if reports.is_dir():
         print(f"Отчет для министерства (график, Excel, Data Docs): {reports}")
 

@@ -340,7 +340,7 @@ def build_run_day_dag(plan: Plan) -> DAG:
             """The per-stage table in the run's log and XCom; red when a stage could not be judged."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from admission.adapter.day import stage_table
+            from admission.report.console import stage_table
 
             if not checked:
                 raise AirflowFailException("этапы не проверены: см. журналы задач read_data_folder и check_stages")

@@ -82,7 +82,7 @@ def send_digests(plan: Plan, as_of_iso: str, dry_run: bool,
         return {"as_of": as_of_iso, "dry_run": True}
     conn, smtp = config.smtp_or_defaults()
     if conn is None:
-        transport = EmlTransport(config.output_dir() / "mail")
+        transport = EmlTransport(config.layout().mail)
         where = str(transport.folder)
     else:
         transport = SmtpTransport(smtp)

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
+from admission.layout import DATA_DOCS, Layout
 from admission.templating import render as render_template
 
 PREFIX = "/admission"
@@ -44,7 +45,7 @@ def store_url() -> str:
     try:
         uri = Connection.get_connection_from_secrets("admission_db").get_uri()  # noqa: AIR311
     except AirflowNotFoundException:
-        return f"sqlite:///{output_dir() / 'admission.db'}"
+        return f"sqlite:///{Layout(output_dir()).default_store}"
     return uri.replace("postgres://", "postgresql://", 1) if uri.startswith("postgres://") else uri
 
 
@@ -105,7 +106,7 @@ def _report_folder(plan_id: str, day: str) -> Path:
         raise HTTPException(404) from exc
     if plan_id not in _plans():
         raise HTTPException(404)
-    return output_dir() / "reports" / plan_id / day
+    return Layout(output_dir()).reports(plan_id) / day
 
 
 def _inside(folder: Path, rel: str) -> Path:
@@ -205,22 +206,20 @@ def create_app() -> FastAPI:
     @app.get("/docs/{plan_id}/{day}/{rel:path}")
     def data_docs(plan_id: str, day: str, rel: str, _: User) -> FileResponse:
         """The report's copy of the GX Data Docs (static HTML with its own relative links)."""
-        return FileResponse(_inside(_report_folder(plan_id, day) / "data_docs", rel))
+        return FileResponse(_inside(_report_folder(plan_id, day) / DATA_DOCS, rel))
 
     return app
 
 
 def _links(plan, as_of: dt.date) -> dict[str, str]:
     """Links to the day's report files served through the page, for those that exist."""
-    from admission.inputs.snapshot import DOCS
-
-    folder = output_dir() / "reports" / plan.id / as_of.isoformat()
+    folder = Layout(output_dir()).report(plan.id, as_of)
     day = as_of.isoformat()
     out = {}
     for key, name in (("workbook", f"report_{plan.id}_{day}.xlsx"), ("chart", f"progress_{day}.png")):
         if (folder / name).is_file():
             out[key] = f"{PREFIX}/files/{quote(plan.id)}/{day}/{quote(name)}"
-    index = next((folder / DOCS).rglob("local_site/index.html"), None) if (folder / DOCS).is_dir() else None
+    index = next((folder / DATA_DOCS).rglob("local_site/index.html"), None) if (folder / DATA_DOCS).is_dir() else None
     if index is not None:
-        out["docs"] = f"{PREFIX}/docs/{quote(plan.id)}/{day}/{quote(index.relative_to(folder / DOCS).as_posix())}"
+        out["docs"] = f"{PREFIX}/docs/{quote(plan.id)}/{day}/{quote(index.relative_to(folder / DATA_DOCS).as_posix())}"
     return out

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from admission.inputs.reader import DataFolder, Finding
+from admission.inputs.reader import DataFolder
 from admission.inputs.rules import Validation, chief_position_ok, normalize_text, validate_rows
+from admission.schema import Finding
 from admission.xlsx import new_workbook, write_sheet
 
 NAME_RE = r"^[А-ЯЁ][а-яё]+(?:-[А-ЯЁ][а-яё]+)?(?:\s+[А-ЯЁ](?:[а-яё]+|\.))(?:\s*[А-ЯЁ](?:[а-яё]+|\.))?$"

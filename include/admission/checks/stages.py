@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from admission.inputs.reader import DataFolder, Finding
+from admission.inputs.reader import DataFolder
 from admission.inputs.rules import Validation, chief_position_ok, normalize_text, validate_rows
 from admission.plan import Plan, Stage
 from admission.registry import CHECKS, datasets_of, informing_stages
-from admission.schema import TOPICS
+from admission.schema import TOPICS, Finding
 from admission.vocabulary import Status
 
 RESULT_COLUMNS = [

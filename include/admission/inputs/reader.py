@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -37,40 +37,13 @@ from admission.schema import (
     KIND_ALIASES,
     ORG_KINDS,
     Dataset,
+    Finding,
     normalize_header,
 )
 
 META = ["_file", "_row"]
 _TRUE = {"да", "yes", "1", "true", "д", "y", "истина"}
 _FALSE = {"нет", "no", "0", "false", "н", "n", "ложь"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem in the data, worded in Russian for the people who fix it."""
-
-    dataset: str
-    file: str
-    message: str
-    row: int | None = None
-    column: str | None = None
-    org_id: str | None = None
-    value: str | None = None
-
-    @property
-    def where(self) -> str:
-        parts = [self.file]
-        if self.row is not None:
-            parts.append(f"строка {self.row}")
-        if self.column:
-            parts.append(f"столбец «{self.column}»")
-        return ", ".join(parts)
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

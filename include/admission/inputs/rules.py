@@ -20,13 +20,13 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from admission.inputs.reader import Finding
 from admission.schema import (
     ACCOUNT_STATUSES,
     APPROVAL_STATUSES,
     CHANNELS,
     DATASETS,
     OPERATOR_ROLES,
+    Finding,
 )
 
 # Every pattern below is unambiguous (each character can be matched one way only), so Python's
@@ -126,7 +126,7 @@ def _deliverable(cells: pd.Series) -> pd.Series:
 def rule_columns(name: str) -> frozenset[str]:
     """The columns a dataset's expectations read."""
     cols: set[str] = set()
-    for rule in (r for r in _rules() if r.dataset == name):
+    for rule in (r for r in row_rules() if r.dataset == name):
         exp = rule.build()
         cols.update(c for c in (getattr(exp, a, None) for a in ("column", "column_A", "column_B")) if c)
     return frozenset(cols)
@@ -168,7 +168,7 @@ class Rule:
     build: Callable[[], object]  # returns a GX expectation
 
 
-def _rules(informing_stages: tuple[int, ...] | None = None) -> list[Rule]:
+def row_rules(informing_stages: tuple[int, ...] | None = None) -> list[Rule]:
     """Every row rule; ``informing_stages``: the stage numbers informing rows may name (the plan's, see
     admission.registry.informing_stages), or None for any positive number."""
     import great_expectations.expectations as gxe
@@ -254,7 +254,7 @@ def suite_for(name: str, rules: list[Rule] | None = None, informing_stages: tupl
     """The GX suite of one dataset; each expectation remembers its rule by position (GX reorders results)."""
     import great_expectations as gx
 
-    rules = [r for r in (rules or _rules(informing_stages)) if r.dataset == name]
+    rules = [r for r in (rules or row_rules(informing_stages)) if r.dataset == name]
     suite = gx.ExpectationSuite(name=suite_name(name, informing_stages))
     for i, rule in enumerate(rules):
         expectation = rule.build()
@@ -330,7 +330,7 @@ def _validation_definition(name: str, informing_stages: tuple[int, ...] | None) 
 @lru_cache(maxsize=1)
 def ruled_datasets() -> frozenset[str]:
     """Datasets that have row rules."""
-    return frozenset(r.dataset for r in _rules())
+    return frozenset(r.dataset for r in row_rules())
 
 
 def validate_rows(frames: dict[str, pd.DataFrame], informing_stages: tuple[int, ...] | None = None) -> Validation:

@@ -47,18 +47,19 @@ from pathlib import Path
 import pandas as pd
 
 from admission import addresses, schema
-from admission.inputs import files, reader, rules
+from admission.inputs import data_docs, files, reader, rules
 from admission.inputs.files import Limits
 from admission.inputs.parse_cache import ParseCache
 from admission.inputs.reader import DataFolder, FileRecord, Reuse, read_data_folder
 from admission.inputs.rules import Validation
+from admission.inputs.submissions import merge
+from admission.layout import DATA_DOCS, Layout
 
 log = logging.getLogger(__name__)
 
 FORMAT = 2
 KEEP_DAYS = 14
 RACY_NS = 2 * 10**9
-DOCS = "data_docs"
 # The sources whose change can change a row rule's verdict: a snapshot validated under other ones is not reused.
 RULE_SOURCES = (rules, schema, addresses)
 # ... and those whose change can change how a file becomes rows: a snapshot read under other ones lends no rows.
@@ -99,21 +100,6 @@ class Snapshot:
                 **{k: len(v) for k, v in self.changes.items()},
                 "rows": int(sum(len(f) for f in self.data.frames.values())), "validated_rows": self.validated_rows,
                 "reader_findings": len(self.data.findings), "row_failures": len(self.failures)}
-
-
-def folder_of(output: Path, plan_id: str) -> Path:
-    return Path(output) / "snapshots" / plan_id
-
-
-def _dated(output: Path, plan_id: str) -> list[tuple[dt.date, Path]]:
-    base = folder_of(output, plan_id)
-    out = []
-    for p in base.iterdir() if base.is_dir() else []:
-        try:
-            out.append((dt.date.fromisoformat(p.name), p))
-        except ValueError:
-            continue
-    return sorted(out)
 
 
 def _manifest(path: Path) -> dict | None:
@@ -225,7 +211,7 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     """Read the folder (reusing what the newest snapshot knows), validate the new rows, write the snapshot.
     ``intake``: the submissions received by mail (admission.mail.intake), taken per organization and dataset when
     newer than the data folder's file."""
-    dated = _dated(output, plan_id)
+    dated = Layout(Path(output)).snapshot_days(plan_id)
     newest = max(dated, key=lambda d: (d[1] / "manifest.json").stat().st_mtime if (d[1] / "manifest.json").exists()
                  else 0, default=None)
     started_ns = time.time_ns()
@@ -245,8 +231,6 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     data = read_data_folder(root, limits=limits, cache=cache, previous=reuse, files=files,
                             reuse=_reuse(prior) if lend_rows else None)
     if intake is not None:
-        from admission.mail.intake import merge
-
         merged = merge(data, intake, files, limits)
         if merged:
             log.info("%d submissions by mail replace the data folder's rows of their organizations", len(merged))
@@ -268,10 +252,8 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
         """Data Docs of what GX validated today; a failure costs the docs, never the snapshot."""
         if not fresh:
             return
-        from admission.report.daily import data_docs
-
         try:
-            data_docs(fresh, folder / DOCS, informing_stages)
+            data_docs.build(fresh, folder / DATA_DOCS, informing_stages)
         except Exception as exc:
             log.warning("GX Data Docs not built: %s", exc)
 
@@ -280,21 +262,11 @@ def take(root: Path, output: Path, plan_id: str, as_of: dt.date, informing_stage
     return snap
 
 
-def data_docs_index(output: Path, plan_id: str, as_of: dt.date) -> tuple[dt.date, Path] | None:
-    """The newest Data Docs built by a snapshot on or before ``as_of``: (its date, index.html)."""
-    for day, path in reversed(_dated(output, plan_id)):
-        if day <= as_of:
-            index = next((path / DOCS).rglob("local_site/index.html"), None) if (path / DOCS).is_dir() else None
-            if index is not None:
-                return day, index
-    return None
-
-
 def write(snap: Snapshot, output: Path, keys: dict[str, str] | None = None, extra=None) -> Path:
     """Atomically: a half-written snapshot is never read (written beside, then renamed into place).
     ``keys``: the reader's and the rules' (see reader_key, rules_key); ``extra(folder)`` adds to the folder
     before it is renamed (the Data Docs)."""
-    final = folder_of(output, snap.plan_id) / snap.as_of.isoformat()
+    final = Layout(Path(output)).snapshot(snap.plan_id, snap.as_of)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -323,7 +295,7 @@ def load(output: Path, plan_id: str, as_of: dt.date, datasets: list[str] | None 
     """The snapshot of the day (``datasets``: only these frames, and the registry); when that day has
     none (a check run by hand for another date), the newest one taken before it, else the newest of
     all, with a log line saying which."""
-    dated = _dated(output, plan_id)
+    dated = Layout(Path(output)).snapshot_days(plan_id)
     if not dated:
         raise NoSnapshot(f"нет снимка данных для плана {plan_id}: сначала запустите DAG ingest_"
                          f"{plan_id.replace('-', '_')} (чтение папки данных)")
@@ -359,5 +331,5 @@ def _load_path(path: Path, datasets: list[str] | None = None) -> Snapshot:
 
 def prune(output: Path, plan_id: str, keep_days: int = KEEP_DAYS) -> None:
     """Keep the last ``keep_days`` snapshots of a plan (each is the whole folder's rows)."""
-    for _, path in _dated(output, plan_id)[:-keep_days]:
+    for _, path in Layout(Path(output)).snapshot_days(plan_id)[:-keep_days]:
         shutil.rmtree(path, ignore_errors=True)

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from admission.schema import CHANNELS, DATASETS, OPERATOR_ROLES
+from admission.schema import CHANNELS, DATASETS, OPERATOR_ROLES, cell_value
 
 FORM_PROPERTY = "admission_form"
 # Rows prefilled per sheet: an organization has a few; a data folder that gives one thousands (several files
@@ -64,15 +64,15 @@ def verify(value: str, key: bytes) -> FormIdentity | None:
         return None
 
 
-def installation_key(output_dir: Path, configured: str | None = None) -> bytes:
+def installation_key(key_file: Path, configured: str | None = None) -> bytes:
     """The HMAC key: the configured one (Variable ``admission_form_key``), else a random key made once in the
-    output folder (``form.key``, readable by the owner only), so that the demo and a small installation work."""
+    output folder (``key_file``: ``form.key``, readable by the owner only), so that the demo and a small installation work."""
     import os
     import secrets
 
     if configured:
         return configured.encode("utf-8")
-    path = Path(output_dir) / "form.key"
+    path = Path(key_file)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -142,15 +142,6 @@ def _choices(plan, name: str) -> dict[str, tuple[str, ...]]:
     if name == "module_staff":
         return {"replaced": YES_NO, "position": POSITIONS}
     return {}
-
-
-def cell_value(value: object) -> object:
-    """A frame's value as people read it: None when missing (None, pandas NA/NaT, NaN), да/нет for booleans."""
-    if value is None or type(value).__name__ in ("NAType", "NaTType") or (isinstance(value, float) and value != value):
-        return None  # missing (None, pandas NA/NaT, NaN)
-    if isinstance(value, bool):
-        return "да" if value else "нет"
-    return value
 
 
 def file_name(org_id: str, as_of: dt.date) -> str:

@@ -62,7 +62,7 @@ class PeakRSS:
 
 def floor_failures(frames: dict[str, pd.DataFrame]) -> set[tuple[str, int, str]]:
     """The same row rules as the GX suites, as plain vectorized pandas: (dataset, index, column)."""
-    from admission.inputs.rules import _rules, prepare
+    from admission.inputs.rules import prepare, row_rules
     from admission.schema import DATASETS
 
     out: set[tuple[str, int, str]] = set()
@@ -70,7 +70,7 @@ def floor_failures(frames: dict[str, pd.DataFrame]) -> set[tuple[str, int, str]]
         if frame.empty:
             continue
         data = prepare(name, frame)
-        for rule in (r for r in _rules() if r.dataset == name):
+        for rule in (r for r in row_rules() if r.dataset == name):
             exp = rule.build()
             kind = type(exp).__name__
             if kind == "ExpectColumnValuesToNotBeNull":
