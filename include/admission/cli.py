@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from admission.plan import PlanError, load_plan, plan_files
+from admission.tools.bench import main as bench_main
+from admission.tools.demo import generate
+from admission.tools.scale import change
+from admission.tools.scale import generate as generate_scaled
+
 
 def _plan_check(args: argparse.Namespace) -> int:
-    from admission.plan import PlanError, load_plan, plan_files
-
     paths = [Path(p) for p in args.paths] or plan_files()
     status = 0
     for path in paths:
@@ -30,13 +35,8 @@ def _plan_check(args: argparse.Namespace) -> int:
 
 def _demo_data(args: argparse.Namespace) -> int:
     if args.scale == "demo":
-        from admission.tools.demo import generate
-
         kinds = generate(args.outdir, seed=args.seed, sites=args.sites)
     else:
-        from admission.tools.scale import change
-        from admission.tools.scale import generate as generate_scaled
-
         if args.changed_fraction:
             changed = change(args.outdir, args.changed_fraction, args.seed)
             print(f"{args.outdir}: the next day's folder, {len(changed)} per-organization files changed")
@@ -47,16 +47,13 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from admission.tools.bench import main as bench_main
-
     return bench_main(args)
 
 
 def _day(args: argparse.Namespace) -> int:
-    import os
-
     # Task logs of eight DAGs drown the summary; warnings (data problems) still show.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    # The Airflow boundary: imported after the logging level is set, and only for the command that runs Airflow.
     from admission.adapter.day import run_day
 
     return run_day(args.date, dry_run=args.dry_run)

@@ -15,10 +15,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from admission.inputs import data_docs
+from admission.checks import operators as opmod
+from admission.checks.crawler import Crawler, SiteCheckSettings
+from admission.checks.sites import check_sites, organization_evidence, sites_of
+from admission.checks.stages import evaluate_stage, summarize
+from admission.inputs import data_docs, snapshot
 from admission.inputs.files import Limits
+from admission.inputs.parse_cache import ParseCache
+from admission.inputs.reader import freeze_heap, thaw_heap
 from admission.layout import Layout
+from admission.mail import intake, outbox
+from admission.mail.forms import attachments_for, installation_key
+from admission.mail.outbox import delivered_request, enqueue, undelivered
+from admission.mail.recipients import KINDS, Directory, digest_key, plan_digests
+from admission.mail.render import render_all, render_request, request_key
 from admission.plan import Plan
+from admission.registry import CHECKS, datasets_of, informing_stages
+from admission.report import daily as rep
+from admission.store import (
+    latest_site_checks,
+    load_findings,
+    load_history,
+    load_results,
+    load_site_checks,
+    previous_date,
+    save_operator_snapshot,
+    save_site_checks,
+    save_stage,
+)
+from admission.workdays import WorkCalendar
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +66,6 @@ class Settings:
 
     def parse_cache(self):
         """The shared cache of parsed files under the output folder (see admission.inputs.parse_cache), pruned."""
-        from admission.inputs.parse_cache import ParseCache
 
         cache = ParseCache(self.layout.parse_cache)
         cache.prune()
@@ -52,8 +76,6 @@ def thaws_heap(fn: Callable) -> Callable:
     """A job that freezes the heap after loading its data gives the objects back to the GC when it ends."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from admission.inputs.reader import thaw_heap
-
         try:
             return fn(*args, **kwargs)
         finally:
@@ -64,8 +86,6 @@ def thaws_heap(fn: Callable) -> Callable:
 
 def ingest(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
     """Read the data folder once (unchanged files reused), run the row rules once, write the snapshot."""
-    from admission.inputs import snapshot
-    from admission.registry import informing_stages
 
     if settings.data_dir is None:
         raise ValueError("no data folder configured")
@@ -81,16 +101,12 @@ def ingest(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
 
 
 def load_snapshot(settings: Settings, plan: Plan, as_of: dt.date, datasets: list[str] | None = None):
-    from admission.inputs import snapshot
-
     return snapshot.load(settings.output_dir, plan.id, as_of, datasets)
 
 
 @thaws_heap
 def check_stage(settings: Settings, plan: Plan, stage_no: int, as_of: dt.date) -> dict:
     """One stage's status for every concerned organization, from the snapshot; stored; returns counts."""
-    from admission.inputs.reader import freeze_heap
-    from admission.registry import datasets_of
 
     stage = plan.stage(stage_no)
     snap = load_snapshot(settings, plan, as_of, datasets_of(stage.check))
@@ -105,8 +121,6 @@ def check_stages(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
     A stage whose check raises is logged with its traceback and marked ``judged: False``; the other
     stages are still judged and stored, so the day's mail and report go out and name it.
     """
-    from admission.inputs.reader import freeze_heap
-    from admission.registry import datasets_of
 
     needed = sorted({d for s in plan.stages for d in datasets_of(s.check)})
     snap = load_snapshot(settings, plan, as_of, needed)
@@ -123,14 +137,8 @@ def check_stages(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
 
 
 def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
-    from admission.checks.stages import evaluate_stage, summarize
-    from admission.registry import CHECKS
-    from admission.store import load_site_checks, save_stage
-
     sites = None
     if CHECKS[stage.check].sites:
-        from admission.checks.sites import organization_evidence
-
         checks = load_site_checks(settings.store_url, plan.id, as_of)
         sites = organization_evidence(checks, snap.data.frames["organizations"]) if not checks.empty else None
     outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites)
@@ -150,10 +158,6 @@ def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: d
     """Stage 2's website check for the day (admission.checks.sites): every official site of the registry, earlier
     answers reused where they still stand; one stored row per site. ``deployment``: the Variable
     ``admission_site_check`` (``enabled``, ``ca_bundle``, timeouts; ``allow_hosts`` for tests and the demo)."""
-    from admission.checks.crawler import Crawler, SiteCheckSettings
-    from admission.checks.sites import check_sites, sites_of
-    from admission.registry import CHECKS
-    from admission.store import latest_site_checks, save_site_checks
 
     deployment = deployment or {}
     if not any(CHECKS[s.check].sites for s in plan.stages):
@@ -182,13 +186,6 @@ def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: d
 @thaws_heap
 def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool) -> dict:
     """Decide who gets what today, render every digest and record it in the outbox."""
-    from admission.inputs.reader import freeze_heap
-    from admission.mail.outbox import enqueue
-    from admission.mail.recipients import KINDS, plan_digests
-    from admission.mail.render import render_all
-    from admission.registry import CHECKS
-    from admission.store import load_results
-    from admission.workdays import WorkCalendar
 
     if not WorkCalendar.for_plan(plan).is_working_day(as_of):
         log.info("%s is a day off: no mail", as_of)
@@ -197,7 +194,6 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
     if results.empty:
         log.warning("no stage results stored for plan %s on %s: run the stage DAGs first", plan.id, as_of)
         return {"as_of": as_of.isoformat(), "digests": 0}
-    from admission.mail.forms import attachments_for, installation_key
 
     form_sets = sorted({d for s in plan.stages for d in CHECKS[s.check].form})
     data = load_snapshot(settings, plan, as_of, sorted({"operators", *form_sets})).data
@@ -217,19 +213,13 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
 def deliver(settings: Settings, plan: Plan, as_of: dt.date, transport, kinds: tuple[str, ...],
             owner: str | None = None) -> dict:
     """Send what the outbox holds for the day through ``transport`` (SMTP or .eml files)."""
-    from admission.mail.outbox import deliver as deliver_outbox
 
-    return deliver_outbox(settings.store_url, plan.id, as_of, transport, kinds=kinds, owner=owner)
+    return outbox.deliver(settings.store_url, plan.id, as_of, transport, kinds=kinds, owner=owner)
 
 
 def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, preview: str | None = None) -> dict:
     """Tables, chart, workbook and a copy of the newest Data Docs (built by the ingest); the mail goes to the outbox
     (kind `report`)."""
-    from admission.mail.outbox import enqueue, undelivered
-    from admission.mail.recipients import Directory, digest_key
-    from admission.report import daily as rep
-    from admission.store import load_findings, load_history, load_results, previous_date
-    from admission.workdays import WorkCalendar
 
     if not WorkCalendar.for_plan(plan).is_working_day(as_of):
         log.info("%s is a day off: no report", as_of)
@@ -245,9 +235,8 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     report = rep.build(plan, as_of, today, previous, prev, snap.data.frames["organizations"],
                        load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev),
                        files_changed=snap.changes)
-    from admission.mail.intake import day_rows
 
-    report.intake = day_rows(url, plan.id, as_of)
+    report.intake = intake.day_rows(url, plan.id, as_of)
     if report.unjudged:
         log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
     png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")
@@ -271,11 +260,6 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
     was prepared: a request whose sending failed is sent by the next run of any date, and a different
     set of changes replaces an unsent older one (``enqueue(..., supersedes=("request",))``).
     """
-    from admission.checks import operators as opmod
-    from admission.mail.outbox import delivered_request, enqueue
-    from admission.mail.recipients import Directory
-    from admission.mail.render import render_request, request_key
-    from admission.store import save_operator_snapshot
 
     url = settings.store_url
     snap = load_snapshot(settings, plan, as_of, ["operators", "accounts"])
@@ -315,11 +299,9 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
 
 def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
     """What reading the mailbox needs: the registry and operator lists of the newest snapshot, the forms' key."""
-    from admission.mail.forms import installation_key
-    from admission.mail.intake import Context
 
     data = load_snapshot(settings, plan, as_of, ["operators"]).data
-    return Context(plan, as_of, settings.store_url, settings.layout.intake,
+    return intake.Context(plan, as_of, settings.store_url, settings.layout.intake,
                    installation_key(settings.layout.form_key, settings.form_key), data.frames["organizations"],
                    data.frames["operators"], settings.limits)
 
@@ -327,9 +309,8 @@ def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
 def read_mailbox(settings: Settings, plan: Plan, as_of: dt.date, client) -> dict:
     """Claim, read and check the new messages of the mailbox (``client``: an imaplib client on it); write what is
     accepted into the intake folder (admission.mail.intake)."""
-    from admission.mail.intake import read_mailbox as read
 
-    return read(client, intake_context(settings, plan, as_of))
+    return intake.read_mailbox(client, intake_context(settings, plan, as_of))
 
 
 def check_submissions(settings: Settings, plan: Plan, as_of: dt.date, written: int) -> dict:
@@ -342,12 +323,10 @@ def check_submissions(settings: Settings, plan: Plan, as_of: dt.date, written: i
 
 def compose_receipts(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool = False) -> dict:
     """The receipts of the messages read (kind ``receipt``), into the outbox once each."""
-    from admission.mail.intake import compose_receipts as compose
-    from admission.store import load_results
 
     registry = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
     results = load_results(settings.store_url, plan.id, as_of)
-    counts = compose(plan, as_of, settings.store_url, results, registry, settings.from_email, settings.from_name,
+    counts = intake.compose_receipts(plan, as_of, settings.store_url, results, registry, settings.from_email, settings.from_name,
                      dry_run)
     log.info("receipts for plan %s on %s: %s", plan.id, as_of, counts)
     return {"as_of": as_of.isoformat(), **counts}
@@ -355,6 +334,5 @@ def compose_receipts(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bo
 
 def file_messages(settings: Settings, plan: Plan, client) -> dict:
     """Move the answered messages to «Обработано» / «Отклонено»."""
-    from admission.mail.intake import file_messages as move
 
-    return move(client, settings.store_url, plan.id)
+    return intake.file_messages(client, settings.store_url, plan.id)

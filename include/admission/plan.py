@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from admission.registry import CHECKS
 from admission.vocabulary import EscalationRole, ResponsibleRole
 
 OrgKind = Literal["МООУСО", "ОО", "ДОУ", "РЦОКО", "РОИВ"]
@@ -61,8 +62,6 @@ class Stage(_Model):
     @field_validator("check")
     @classmethod
     def _known_check(cls, value: str) -> str:
-        from admission.registry import CHECKS
-
         if value not in CHECKS:
             raise ValueError(f"unknown check {value!r}; known: {', '.join(CHECKS)}")
         return value

@@ -27,6 +27,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     delete,
+    event,
+    func,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -154,8 +157,6 @@ _ADDED_COLUMNS = [(stage_result, "evidence", "TEXT")]
 
 
 def _add_missing_columns(engine: Engine) -> None:
-    from sqlalchemy import inspect
-
     inspector = inspect(engine)
     for table, column, sql_type in _ADDED_COLUMNS:
         have = {c["name"] for c in inspector.get_columns(table.name)}
@@ -169,8 +170,6 @@ def engine_for(url: str) -> Engine:
     # hide_parameters: a failed statement's error (and so the task log) never quotes the values: e-mails, names.
     engine = create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
-        from sqlalchemy import event
-
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:
             # WAL lets the notify and report tasks write at once; NORMAL syncs at checkpoints, not at every
@@ -296,7 +295,6 @@ def load_findings(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:
 
 def load_history(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
     """Per date and stage: organizations complete / total (for progress over the campaign)."""
-    from sqlalchemy import func
 
     t = stage_result
     query = (
@@ -317,8 +315,6 @@ def load_history(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
 
 
 def previous_date(url: str, plan_id: str, before: dt.date) -> dt.date | None:
-    from sqlalchemy import func
-
     t = stage_result
     with engine_for(url).connect() as conn:
         return conn.execute(select(func.max(t.c.as_of)).where(t.c.plan_id == plan_id, t.c.as_of < before)).scalar()
@@ -384,7 +380,6 @@ def load_site_checks(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:
 
 def latest_site_checks(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
     """Per site address, its newest check on or before ``until`` (what the next check may reuse)."""
-    from sqlalchemy import func
 
     t = site_check
     newest = (select(t.c.url, func.max(t.c.as_of).label("day")).where(t.c.plan_id == plan_id, t.c.as_of <= until)

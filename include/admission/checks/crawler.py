@@ -21,6 +21,7 @@ connect and read timeouts, bounded total concurrency (a thread pool, one Session
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import ipaddress
 import re
@@ -34,6 +35,13 @@ from html.parser import HTMLParser
 from typing import NamedTuple
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
+
+import requests
+from charset_normalizer import from_bytes
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.retry import Retry
 
 from admission.plan import DEFAULT_LINK_HINTS, DEFAULT_SITE_PHRASES
 
@@ -149,8 +157,6 @@ def _guarded_pools(settings: SiteCheckSettings) -> dict:
     host again when it connects, and a DNS answer that changes between the check and the connection (DNS
     rebinding) must not reach an internal address. Through a proxy the proxy is connected to (not guarded here;
     the target was checked before the request)."""
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     class Guard:
         def _new_conn(self):
@@ -220,7 +226,6 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-]+
 def decode(body: bytes, content_type: str | None) -> str:
     """Text of a page: the charset the HTTP header names, else the page's <meta>, else detection (Windows-1251,
     KOI8-R and UTF-8 pages without a declaration are common)."""
-    import codecs
 
     candidates = []
     match = re.search(r"charset=([\w\-]+)", content_type or "", re.IGNORECASE)
@@ -239,7 +244,6 @@ def decode(body: bytes, content_type: str | None) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    from charset_normalizer import from_bytes
 
     best = from_bytes(body[:200_000], cp_isolation=["cp1251", "koi8_r", "utf_8", "cp866"]).best()
     return str(best) if best is not None else body.decode("utf-8", errors="replace")
@@ -250,8 +254,6 @@ class _Retry:
 
     @staticmethod
     def make(settings: SiteCheckSettings):
-        from urllib3.util.retry import Retry
-
         class CappedRetry(Retry):
             def get_retry_after(self, response):
                 value = super().get_retry_after(response)
@@ -277,9 +279,6 @@ class Crawler:
     def _session(self):
         session = getattr(self._local, "session", None)
         if session is None:
-            import requests
-            from requests.adapters import HTTPAdapter
-
             trust = ssl.create_default_context()  # the system's CAs, plus the national CA when configured
             if self.settings.ca_bundle:
                 trust.load_verify_locations(self.settings.ca_bundle)
@@ -306,7 +305,6 @@ class Crawler:
 
     def fetch(self, url: str, max_bytes: int | None = None, headers: dict[str, str] | None = None) -> Fetched:
         """One page, redirects followed by hand (each hop checked); ``headers``: conditional request headers."""
-        import requests
 
         limit = max_bytes or self.settings.max_bytes
         for _ in range(6):

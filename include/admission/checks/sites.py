@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 
 from admission.checks.crawler import Crawler, Evidence
+from admission.registry import CHECKS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ def site_url(value: object) -> str | None:
 
 def sites_of(plan, orgs: pd.DataFrame) -> dict[str, list[str]]:
     """Site address -> the organizations whose official site it is (kinds the site stage concerns)."""
-    from admission.registry import CHECKS
 
     kinds = {k for s in plan.stages if CHECKS[s.check].sites for k in s.concerns} & set(SITE_KINDS)
     out: dict[str, list[str]] = {}

@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from admission import quiet_libraries
+from admission.addresses import cell_deliverable
 from admission.schema import (
     ACCOUNT_STATUSES,
     APPROVAL_STATUSES,
@@ -114,7 +116,6 @@ UNDELIVERABLE = ("адрес «{value}» не годится для отправ
 
 def _deliverable(cells: pd.Series) -> pd.Series:
     """True/False per cell whose syntax is right (the regex rule reports the rest); computed per distinct value."""
-    from admission.addresses import cell_deliverable
 
     pattern = re.compile(EMAIL_LIST_RE)
     codes, uniques = pd.factorize(cells, use_na_sentinel=True)
@@ -242,7 +243,6 @@ def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    from admission import quiet_libraries
 
     quiet_libraries()
     ctx = gx.get_context(mode="ephemeral")

@@ -42,6 +42,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -51,9 +52,10 @@ from admission.inputs import data_docs, files, reader, rules
 from admission.inputs.files import Limits
 from admission.inputs.parse_cache import ParseCache
 from admission.inputs.reader import DataFolder, FileRecord, Reuse, read_data_folder
-from admission.inputs.rules import Validation
+from admission.inputs.rules import FAILURE_COLUMNS, Validation, validate_rows
 from admission.inputs.submissions import merge
 from admission.layout import DATA_DOCS, Layout
+from admission.schema import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +137,6 @@ def _sources_key(modules: tuple, extra: str) -> str:
 def rules_key(informing_stages: tuple[int, ...] | None) -> str:
     """What the row rules' verdicts depend on besides the row: their sources, GX's version and the plan's
     informing stages. Cheap (no GX import): a day with nothing new validates nothing."""
-    from importlib.metadata import version
 
     return _sources_key(RULE_SOURCES, f"{version('great_expectations')}|{informing_stages}")
 
@@ -164,7 +165,6 @@ def _reuse(prior: Snapshot | None) -> Reuse:
 
 def _sorted_failures(failures: pd.DataFrame) -> pd.DataFrame:
     """Dataset by dataset in the contract's order, row by row (the rules' order within a row kept)."""
-    from admission.schema import DATASETS
 
     order = failures["dataset"].map({name: i for i, name in enumerate(DATASETS)})
     text = {c: object for c in ("dataset", "org_id", "file", "column", "message")}  # one dtype whichever path
@@ -181,7 +181,6 @@ def validate_incrementally(frames: dict[str, pd.DataFrame], informing_stages: tu
     and row, re-indexed to today's frame; every other row is validated. Equal to validating everything,
     because every rule looks at one row only (tests compare the two).
     """
-    from admission.inputs.rules import FAILURE_COLUMNS, validate_rows
 
     if last_failures is None:
         same_files = set()

@@ -14,12 +14,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import io
+import os
 import re
+import secrets
 import tempfile
+import xml.etree.ElementTree as ET
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from admission.registry import CHECKS, informing_stages
 from admission.schema import CHANNELS, DATASETS, OPERATOR_ROLES, cell_value
+from admission.xlsx import Workbook
 
 FORM_PROPERTY = "admission_form"
 # Rows prefilled per sheet: an organization has a few; a data folder that gives one thousands (several files
@@ -67,8 +74,6 @@ def verify(value: str, key: bytes) -> FormIdentity | None:
 def installation_key(key_file: Path, configured: str | None = None) -> bytes:
     """The HMAC key: the configured one (Variable ``admission_form_key``), else a random key made once in the
     output folder (``key_file``: ``form.key``, readable by the owner only), so that the demo and a small installation work."""
-    import os
-    import secrets
 
     if configured:
         return configured.encode("utf-8")
@@ -116,7 +121,6 @@ def attachments_for(plan, as_of: dt.date, frames: dict, key: bytes, reply_to: st
 
 def form_datasets(plan, stages: list[int]) -> list[str]:
     """Datasets an organization fills in for these stages of the plan (admission.registry: ``form``)."""
-    from admission.registry import CHECKS
 
     out: list[str] = []
     for number in sorted(stages):
@@ -133,8 +137,6 @@ def sheet_dataset(title: str) -> str | None:
 
 
 def _choices(plan, name: str) -> dict[str, tuple[str, ...]]:
-    from admission.registry import informing_stages
-
     if name == "operators":
         return {"role": OPERATOR_ROLES, "position": POSITIONS}
     if name == "informing":
@@ -153,7 +155,6 @@ def build_form(plan, as_of: dt.date, org_id: str, org_name: str, stages: list[in
                reply_to: str, grouped: dict | None = None) -> bytes | None:
     """The organization's workbook for these stages, or None when they need no form (e.g. accounts, approvals).
     ``grouped``: a dict kept across the day's forms (rows grouped by organization once)."""
-    from admission.xlsx import Workbook
 
     datasets = form_datasets(plan, stages)
     if not datasets:
@@ -213,8 +214,6 @@ def _rows_by_org(frames: dict, name: str, grouped: dict | None) -> dict[str, lis
 def read_identity(data: bytes, key: bytes) -> tuple[FormIdentity | None, bool]:
     """(identity, carried): the signed identity of a workbook, and whether it carried one at all (a value that
     does not verify is ``(None, True)``: a tampered form). Reads only the small custom-properties part."""
-    import io
-    import zipfile
 
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -223,7 +222,6 @@ def read_identity(data: bytes, key: bytes) -> tuple[FormIdentity | None, bool]:
         return None, False
     if info.file_size > 65_536:
         return None, True
-    import xml.etree.ElementTree as ET
 
     raw = zf.read(info)
     if b"<!DOCTYPE" in raw:  # no entity tricks in a part we parse

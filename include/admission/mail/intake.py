@@ -29,19 +29,36 @@ per organization and dataset, the newer of the data folder's file and the newest
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email
 import hashlib
 import io
 import logging
 import re
+import zipfile
 from dataclasses import dataclass, field
 from email import policy
 from email.utils import parseaddr
+from html import escape
 from pathlib import Path
 
-from admission.inputs.files import Limits
+from sqlalchemy import delete, insert, select
+
+from admission.addresses import split_emails
+from admission.inputs.files import Job, Limits, parse_isolated, sheet_titles
+from admission.inputs.reader import read_dataset
+from admission.inputs.rules import validate_rows
 from admission.inputs.submissions import write_submission
+from admission.labels import STATUS_RU
+from admission.mail.forms import read_identity, sheet_dataset
+from admission.mail.outbox import enqueue
+from admission.mail.recipients import Person
+from admission.mail.render import envelope
+from admission.registry import CHECKS, informing_stages
+from admission.schema import DATASETS, normalize_header
+from admission.store import engine_for, intake
+from admission.templating import ru_date
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +98,6 @@ def _now() -> dt.datetime:
 
 
 def _get(url: str, uidvalidity: int, uid: int) -> dict | None:
-    from sqlalchemy import select
-
-    from admission.store import engine_for, intake
-
     with engine_for(url).connect() as conn:
         row = conn.execute(select(intake).where(intake.c.uidvalidity == uidvalidity, intake.c.uid == uid)
                            ).mappings().first()
@@ -92,10 +105,6 @@ def _get(url: str, uidvalidity: int, uid: int) -> dict | None:
 
 
 def _put(url: str, row: dict) -> None:
-    from sqlalchemy import delete, insert
-
-    from admission.store import engine_for, intake
-
     row = dict(row, updated_at=_now())
     with engine_for(url).begin() as conn:
         conn.execute(delete(intake).where(intake.c.uidvalidity == row["uidvalidity"], intake.c.uid == row["uid"]))
@@ -103,10 +112,6 @@ def _put(url: str, row: dict) -> None:
 
 
 def _processed_elsewhere(url: str, message_id: str, uidvalidity: int, uid: int) -> bool:
-    from sqlalchemy import select
-
-    from admission.store import engine_for, intake
-
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(intake.c.uidvalidity, intake.c.uid, intake.c.state)
                             .where(intake.c.message_id == message_id)).all()
@@ -114,10 +119,6 @@ def _processed_elsewhere(url: str, message_id: str, uidvalidity: int, uid: int) 
 
 
 def rows_in(url: str, plan_id: str, states: tuple[str, ...]) -> list[dict]:
-    from sqlalchemy import select
-
-    from admission.store import engine_for, intake
-
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(intake).where(intake.c.plan_id == plan_id, intake.c.state.in_(states))
                             .order_by(intake.c.received_at, intake.c.uid)).mappings().all()
@@ -126,9 +127,6 @@ def rows_in(url: str, plan_id: str, states: tuple[str, ...]) -> list[dict]:
 
 def day_rows(url: str, plan_id: str, as_of: dt.date) -> list[dict]:
     """The messages processed for a day (the report's «Почта» sheet)."""
-    from sqlalchemy import select
-
-    from admission.store import engine_for, intake
 
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(intake).where(intake.c.plan_id == plan_id, intake.c.as_of == as_of)
@@ -221,7 +219,6 @@ def _move(client, uid: int, folder: str) -> None:
 
 def imap_utf7(text: str) -> str:
     """A mailbox name in IMAP's modified UTF-7 (RFC 3501 5.1.3): «Обработано» -> «&BB4EMQRABDAEMQQ,BEIEMAQ9BD4-»."""
-    import base64
 
     out, buf = [], []
 
@@ -248,7 +245,6 @@ def sender_org(ctx: Context, sender: str) -> str | None:
     """The organization whose head or operator writes from this address, when exactly one."""
     if not sender:
         return None
-    from admission.addresses import split_emails
 
     found: set[str] = set()
     reg = ctx.registry
@@ -266,8 +262,6 @@ def sender_org(ctx: Context, sender: str) -> str | None:
 
 
 def _is_macro_workbook(data: bytes) -> bool:
-    import zipfile
-
     try:
         names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     except (zipfile.BadZipFile, ValueError, OSError):
@@ -278,8 +272,6 @@ def _is_macro_workbook(data: bytes) -> bool:
 def _dataset_of_file(name: str, header: list[str]) -> str | None:
     """A plain file's dataset: its name (``operators.csv``, «Операторы ОО.xlsx»), else the header that covers
     one form dataset's required columns best."""
-    from admission.registry import CHECKS
-    from admission.schema import DATASETS, normalize_header
 
     candidates = [d for c in CHECKS.values() for d in c.form]
     stem = normalize_header(Path(name).stem)
@@ -298,9 +290,6 @@ def _dataset_of_file(name: str, header: list[str]) -> str | None:
 
 def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str) -> tuple[str, str | None, dict]:
     """(outcome, org_id, result) of one message; writes the accepted rows."""
-    from admission.inputs.files import Job, parse_isolated, sheet_titles
-    from admission.mail.forms import read_identity, sheet_dataset
-    from admission.schema import DATASETS, normalize_header
 
     sender = parseaddr(str(msg.get("From") or ""))[1].strip().lower()
     lim = ctx.intake_limits
@@ -390,9 +379,6 @@ def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str
 
 def _read_rows(ctx: Context, dataset: str, rel: str, org_id: str, table):
     """The data folder's reader and row rules on one sheet, as a per-organization file of ``org_id``."""
-    from admission.inputs.reader import read_dataset
-    from admission.inputs.rules import validate_rows
-    from admission.registry import informing_stages
 
     findings: list = []
     frame = read_dataset(Path("."), dataset, findings, ctx.limits, tables=[(rel, org_id, table)])
@@ -415,11 +401,6 @@ def receipt_key(plan_id: str, message_id: str, sender: str) -> str:
 def render_receipt(plan, as_of: dt.date, row: dict, org_name: str, statuses: list[dict], from_email: str,
                    from_name: str):
     """The reply to one message: what was accepted, what is still wrong (file, row, column), the stages now."""
-    from admission.labels import STATUS_RU
-    from admission.mail.recipients import Person
-    from admission.mail.render import envelope
-    from admission.schema import DATASETS
-    from admission.templating import ru_date
 
     result = row.get("result") or {}
     outcome = row["outcome"]
@@ -471,15 +452,12 @@ def _local(moment: dt.datetime, plan) -> dt.datetime:
 
 
 def _html(text: str) -> str:
-    from html import escape
-
     return escape(text)
 
 
 def compose_receipts(plan, as_of: dt.date, url: str, results, registry, from_email: str, from_name: str,
                      dry_run: bool = False) -> dict:
     """A receipt for every message read and not yet answered; unknown senders and duplicates get none."""
-    from admission.mail.outbox import enqueue
 
     names = dict(zip(registry["org_id"].tolist(), registry["name"].tolist(), strict=True))
     titles = {s.number: s.title for s in plan.stages}

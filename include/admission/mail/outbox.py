@@ -25,6 +25,8 @@ import datetime as dt
 import logging
 import smtplib
 import socket
+import ssl
+import uuid
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -158,7 +160,6 @@ class InsecureSmtpConfig(RuntimeError):
 
 def tls_context(settings: SmtpSettings):
     """Certificates and host names verified: smtplib's own default context checks neither."""
-    import ssl
 
     return ssl.create_default_context(cafile=settings.ca_bundle or None)
 
@@ -378,7 +379,6 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
     Each claim is renewed, and re-checked, just before its message goes out. Messages of
     ``UNDATED_KINDS`` still owed from any other day go out too.
     """
-    import uuid
 
     engine = engine_for(url)
     token = f"claim:{owner}" if owner else f"claim:{uuid.uuid4().hex}"

@@ -16,7 +16,7 @@ import re
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.utils import format_datetime
+from email.utils import format_datetime, getaddresses
 from functools import lru_cache
 from pathlib import Path
 
@@ -263,7 +263,6 @@ def _own_address_and_subject(msg: EmailMessage, wire: str) -> str:
 
 def recipient_of(msg: Message) -> str:
     """The address in To:, whichever API built the message."""
-    from email.utils import getaddresses
 
     if isinstance(msg, Rendered):
         return msg.recipient

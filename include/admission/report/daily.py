@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from admission import quiet_libraries
+from admission.checks.stages import SOURCE_ROW, SOURCE_SITE
 from admission.labels import FILE_CHANGE_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from admission.mail.recipients import Person, digest_key
 from admission.mail.render import envelope
@@ -45,7 +47,6 @@ class Report:
 def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
     """For each stage whose results say what counted (stage 2's official site): how many organizations by the
     website check only, by an informing row only, by both; and how many sites the check did not confirm."""
-    from admission.checks.stages import SOURCE_ROW, SOURCE_SITE
 
     if "evidence" not in today:
         return []
@@ -150,7 +151,6 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from admission import quiet_libraries
 
     quiet_libraries()
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=100)

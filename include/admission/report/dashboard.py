@@ -11,11 +11,14 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
+from markupsafe import escape
 from sqlalchemy import select
 
 from admission.labels import MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from admission.plan import Plan
-from admission.store import engine_for, finding, load_history, load_results, outbox, stage_result
+from admission.report.daily import INTAKE_OUTCOME_RU
+from admission.schema import DATASETS
+from admission.store import engine_for, finding, intake, load_history, load_results, outbox, stage_result
 from admission.vocabulary import Status
 
 SHOWN_ORGS = 50  # search hits listed; a code, a name or an ИНН narrows it
@@ -161,9 +164,6 @@ def organization(url: str, day: Day, org_id: str) -> dict | None:
 
 def answers(url: str, day: Day, org_id: str) -> list[dict]:
     """The organization's answers by mail up to the day (admission.mail.intake): when, outcome, what became its data."""
-    from admission.report.daily import INTAKE_OUTCOME_RU
-    from admission.schema import DATASETS
-    from admission.store import intake
 
     with engine_for(url).connect() as conn:
         rows = conn.execute(
@@ -197,7 +197,6 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 def progress_svg(data: dict, width: int = 760, height: int = 300) -> str:
     """The progress chart as inline SVG (no script, no external asset): a solid line per stage of % complete
     by day, and a dashed straight line from the campaign start to 100 % on its deadline."""
-    from markupsafe import escape
 
     left, right, top, bottom = 40, 150, 10, 30
     start = data["start"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +30,20 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+from admission import jobs
+from admission.inputs.reader import thaw_heap
+from admission.inputs.rules import prepare, row_rules, validate_rows
+from admission.mail.outbox import SmtpTransport, deliver, enqueue, smtp_settings
+from admission.mail.recipients import Digest, Item, Person
+from admission.mail.render import render_all
+from admission.plan import load_plan
+from admission.registry import informing_stages
+from admission.schema import DATASETS
+from admission.store import load_results
+from admission.tools.demo import generate
+from admission.tools.scale import change
+from admission.tools.scale import generate as generate_scaled
 
 REPO = Path(__file__).resolve().parents[3]
 AS_OF = dt.date(2020, 1, 15)
@@ -62,8 +78,6 @@ class PeakRSS:
 
 def floor_failures(frames: dict[str, pd.DataFrame]) -> set[tuple[str, int, str]]:
     """The same row rules as the GX suites, as plain vectorized pandas: (dataset, index, column)."""
-    from admission.inputs.rules import prepare, row_rules
-    from admission.schema import DATASETS
 
     out: set[tuple[str, int, str]] = set()
     for name, frame in frames.items():
@@ -107,12 +121,6 @@ def _phase(results: dict, name: str, fn, rows: int | None = None):
 
 def run_day(data_dir: Path, work: Path) -> dict:
     """One campaign day through the jobs the DAG tasks run (admission.jobs), in their order, in-process."""
-    from admission import jobs
-    from admission.inputs.reader import thaw_heap
-    from admission.inputs.rules import validate_rows
-    from admission.plan import load_plan
-    from admission.registry import informing_stages
-    from admission.store import load_results
 
     plan = load_plan(REPO / "include" / "plans" / "2020-2021.yaml")
     settings = jobs.Settings(data_dir=data_dir, output_dir=work / "out", store_url=f"sqlite:///{work / 'bench.db'}",
@@ -165,9 +173,6 @@ def _timed_day(env: dict[str, str], day: dt.date) -> dict:
 def real_path(data_dir: Path, work: Path, changed_fraction: float = 0.01) -> dict:
     """The path users run: every DAG of the day through Airflow (``admission day --dry-run``), on a copy of
     the data; then the next day with ``changed_fraction`` of the per-organization files changed."""
-    import shutil
-
-    from admission.tools.scale import change
 
     data = work / "real-data"
     shutil.copytree(data_dir, data)
@@ -231,12 +236,7 @@ def _sink_process(port: int, count, ready, stop) -> None:
 def smtp_throughput(n: int) -> dict:
     """Render and send n digests to an aiosmtpd server on loopback (another process) over one connection."""
     import multiprocessing as mp
-    import socket
 
-    from admission.mail.outbox import SmtpTransport, deliver, enqueue, smtp_settings
-    from admission.mail.recipients import Digest, Item, Person
-    from admission.mail.render import render_all
-    from admission.plan import load_plan
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -281,12 +281,8 @@ def main(args) -> int:
             data_dir = Path(tempfile.gettempdir()) / f"admission-bench-data-{scale}"
             if not (data_dir / "organizations.csv").exists() and not (data_dir / "organizations.xlsx").exists():
                 if scale in ("tiny", "demo"):
-                    from admission.tools.demo import generate
-
                     generate(data_dir)
                 else:
-                    from admission.tools.scale import generate as generate_scaled
-
                     generate_scaled(data_dir, scale)
         result = {"scale": scale, "as_of": AS_OF.isoformat(), "date_measured": dt.date.today().isoformat(),
                   "cpus": os.cpu_count(), **run_day(data_dir, work)}

@@ -31,6 +31,7 @@ import random
 from pathlib import Path
 
 from admission.schema import DATASETS
+from admission.tools.demo_sites import sites_url
 
 REGION = "Заречная область"
 DOMAIN = "zarechye.example"
@@ -122,7 +123,6 @@ def _write(path: Path, dataset: str, rows: list[dict], *, fmt: str = "csv", head
 def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> dict[str, int]:
     """Write the demo data folder; returns counts per organization kind. ``sites``: the base URL of the demo
     websites (admission.tools.demo_sites, default http://127.0.0.1:8399) that the registry gives as official sites."""
-    from admission.tools.demo_sites import sites_url
 
     sites = (sites or sites_url()).rstrip("/")
     out = Path(outdir)

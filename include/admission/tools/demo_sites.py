@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import http.server
 import logging
+import os
 import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
@@ -143,8 +145,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def _ours(port: int) -> bool:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(sites_url(port) + MARKER, timeout=2) as resp:  # noqa: S310 (loopback)
             return resp.read() == b"admission demo sites"
@@ -178,7 +178,6 @@ def serving(port: int = DEFAULT_PORT) -> Iterator[str | None]:
 def serving_from_env() -> contextlib.AbstractContextManager:
     """``serving(port)`` when the environment's ``ADMISSION_DEMO_SITES`` names a port (the Makefile's demo
     setting), else nothing."""
-    import os
 
     value = os.environ.get("ADMISSION_DEMO_SITES", "").strip()
     if not value.isdigit():

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from admission.inputs.files import Job, Limits, parse_bytes
 from admission.inputs.rules import INN_WEIGHTS
-from admission.schema import DATASETS
+from admission.schema import DATASETS, normalize_header
 from admission.tools.demo import DOMAIN, NAMES_F, NAMES_M, PATRONYMICS_F, PATRONYMICS_M, SURNAMES
 from admission.xlsx import new_workbook, write_sheet
 
@@ -260,8 +261,6 @@ def change(folder: str | Path, fraction: float, seed: int) -> list[str]:
 
 def _read_one(path: Path, dataset: str) -> pd.DataFrame:
     """One generated file back as text columns by key (what ``change`` rewrites)."""
-    from admission.inputs.files import Job, Limits, parse_bytes
-    from admission.schema import normalize_header
 
     ds = DATASETS[dataset]
     table = parse_bytes(Job(path.read_bytes(), path.suffix, set(ds.header_map()), normalize_header), Limits())
