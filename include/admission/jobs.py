@@ -126,7 +126,7 @@ def check_stages(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
     snap = load_snapshot(settings, plan, as_of, needed)
     freeze_heap()
     out: dict[str, dict] = {}
-    for stage in sorted(plan.stages, key=lambda s: s.number):
+    for stage in plan.ordered_stages:
         try:
             judged = _judge(settings, plan, stage, snap.restricted(datasets_of(stage.check)), as_of)
             out[str(stage.number)] = judged | {"judged": True}

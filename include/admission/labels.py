@@ -6,7 +6,7 @@ for a stored code as well).
 
 from __future__ import annotations
 
-from admission.vocabulary import Delivery, EscalationRole, MailKind, ResponsibleRole, Status
+from admission.vocabulary import Delivery, EscalationRole, IntakeOutcome, MailKind, ResponsibleRole, Status
 
 STATUS_RU = {Status.COMPLETE: "выполнено", Status.LAGGING: "отстает", Status.OVERDUE: "просрочено"}
 
@@ -36,3 +36,9 @@ ROLE_RU = {
 
 # The snapshot's file changes since the previous day (report, workbook sheet «Изменения файлов»).
 FILE_CHANGE_RU = {"added": "добавлено", "changed": "изменено", "removed": "удалено"}
+
+# What became of a message read from the mailbox (the report's «Почта» sheet, the campaign page's card).
+INTAKE_OUTCOME_RU = {IntakeOutcome.ACCEPTED: "принято", IntakeOutcome.PARTIAL: "принято частично",
+                     IntakeOutcome.REJECTED: "не принято",
+                     IntakeOutcome.UNKNOWN: "неизвестный отправитель, без ответа",
+                     IntakeOutcome.DUPLICATE: "повторное письмо"}

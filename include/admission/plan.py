@@ -180,6 +180,11 @@ class Plan(_Model):
         """The plan id as it appears in dag_ids (letters, digits, underscores)."""
         return self.id.replace("-", "_")
 
+    @property
+    def ordered_stages(self) -> list[Stage]:
+        """The stages by number (a plan file may list them in any order): the order of every table and list."""
+        return sorted(self.stages, key=lambda s: s.number)
+
     def stage(self, number: int) -> Stage:
         for stage in self.stages:
             if stage.number == number:

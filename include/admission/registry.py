@@ -60,10 +60,10 @@ def datasets_of(check: str) -> list[str]:
 
 def stages_with(plan, checks: tuple[str, ...]) -> list:
     """The plan's stages whose check is one of ``checks``, by number."""
-    return sorted((s for s in plan.stages if s.check in checks), key=lambda s: s.number)
+    return [s for s in plan.ordered_stages if s.check in checks]
 
 
 def informing_stages(plan) -> tuple[int, ...]:
     """Stage numbers an ``informing`` row may name: the plan's stages whose check reads informing."""
-    return tuple(s.number for s in sorted(plan.stages, key=lambda s: s.number)
+    return tuple(s.number for s in plan.ordered_stages
                  if "informing" in CHECKS[s.check].datasets)

@@ -58,3 +58,22 @@ class EscalationRole(StrEnum):
 
     MOOYSO_HEAD = "mooyso_head"
     ROIV_HEAD = "roiv_head"
+
+
+class IntakeState(StrEnum):
+    """How far a message of the mailbox got (admission.mail.intake); each step is recorded before it acts."""
+
+    RECEIVED = "received"
+    WRITTEN = "written"
+    RECEIPTED = "receipted"
+    FILED = "filed"
+
+
+class IntakeOutcome(StrEnum):
+    """What became of a message read from the mailbox."""
+
+    ACCEPTED = "accepted"
+    PARTIAL = "partial"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"  # no form and a sender no organization has: no reply
+    DUPLICATE = "duplicate"  # the same Message-ID delivered again

@@ -118,7 +118,7 @@ def print_summary(day: dt.date, plans: list) -> None:
         print(TABLE_HEADER)
         if preview_reason(plan):
             print(f"ВНИМАНИЕ: {preview_reason(plan)}.")
-        for stage in sorted(plan.stages, key=lambda s: s.number):
+        for stage in plan.ordered_stages:
             rows = results[results["stage"] == stage.number]
             counts = rows["status"].value_counts()
             deadline = stage.deadline.isoformat() if stage.deadline else "весь период"

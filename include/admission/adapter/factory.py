@@ -99,7 +99,7 @@ def plan_dag_args(plan: Plan, schedule_, tags_: list[str]) -> dict:
 
 def after_stages(plan: Plan) -> list[Asset]:
     """Schedule of the follow-up DAGs: every stage of the plan has stored its results."""
-    return [stage_asset(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)]
+    return [stage_asset(plan, s) for s in plan.ordered_stages]
 
 
 def stage_doc(plan: Plan, stage: Stage) -> str:
@@ -474,7 +474,7 @@ def operators_dag_id(plan: Plan) -> str:
 def day_dag_ids(plan: Plan) -> list[str]:
     """Every DAG of a plan in the order of a campaign day: the snapshot, the stages, then mail, report, operator
     lists."""
-    stages = [stage_dag_id(plan, s) for s in sorted(plan.stages, key=lambda s: s.number)]
+    stages = [stage_dag_id(plan, s) for s in plan.ordered_stages]
     return [ingest_dag_id(plan), *stages, notify_dag_id(plan), report_dag_id(plan), operators_dag_id(plan)]
 
 
@@ -530,7 +530,7 @@ def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
     for plan in load_valid_plans(plans_dir)[0]:
         built = build_ingest_dag(plan)
         dags[built.dag_id] = built
-        for stage in sorted(plan.stages, key=lambda s: s.number):
+        for stage in plan.ordered_stages:
             built = build_stage_dag(plan, stage)
             dags[built.dag_id] = built
         for built in (build_notify_dag(plan), build_report_dag(plan), build_operators_dag(plan),

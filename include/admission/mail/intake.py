@@ -59,12 +59,12 @@ from admission.registry import CHECKS, informing_stages
 from admission.schema import DATASETS, normalize_header
 from admission.store import engine_for, intake
 from admission.templating import ru_date
+from admission.vocabulary import IntakeOutcome, IntakeState
 
 log = logging.getLogger(__name__)
 
 FOLDER_DONE = "Обработано"
 FOLDER_REJECTED = "Отклонено"
-RECEIVED, WRITTEN, RECEIPTED, FILED = "received", "written", "receipted", "filed"
 MB = 1024 * 1024
 
 
@@ -115,7 +115,7 @@ def _processed_elsewhere(url: str, message_id: str, uidvalidity: int, uid: int) 
     with engine_for(url).connect() as conn:
         rows = conn.execute(select(intake.c.uidvalidity, intake.c.uid, intake.c.state)
                             .where(intake.c.message_id == message_id)).all()
-    return any((v, u) != (uidvalidity, uid) and state != RECEIVED for v, u, state in rows)
+    return any((v, u) != (uidvalidity, uid) and state != IntakeState.RECEIVED for v, u, state in rows)
 
 
 def rows_in(url: str, plan_id: str, states: tuple[str, ...]) -> list[dict]:
@@ -153,7 +153,7 @@ def read_mailbox(client, ctx: Context) -> dict:
     counts = {"messages": len(uids), "new": 0, "written": 0, "duplicates": 0, "unknown": 0, "rejected": 0}
     for uid in uids:
         row = _get(ctx.store_url, uidvalidity, uid)
-        if row is not None and row["state"] != RECEIVED:
+        if row is not None and row["state"] != IntakeState.RECEIVED:
             continue  # already read; the later steps finish it
         typ, data = client.uid("FETCH", str(uid), "(RFC822.SIZE BODY.PEEK[HEADER])")
         if typ != "OK" or not data or not isinstance(data[0], tuple):
@@ -166,15 +166,15 @@ def read_mailbox(client, ctx: Context) -> dict:
         if row is None:  # claimed before anything is written: a rerun finds it and continues
             row = {"uidvalidity": uidvalidity, "uid": uid, "message_id": message_id[:400], "plan_id": ctx.plan.id,
                    "as_of": ctx.as_of, "received_at": _now(), "sender": sender[:320] or None,
-                   "subject": str(head.get("Subject") or "")[:500], "state": RECEIVED, "outcome": None,
+                   "subject": str(head.get("Subject") or "")[:500], "state": IntakeState.RECEIVED, "outcome": None,
                    "org_id": None, "result": None}
             _put(ctx.store_url, row)
         counts["new"] += 1
         if _processed_elsewhere(ctx.store_url, row["message_id"], uidvalidity, uid):
-            outcome, org_id, result = "duplicate", None, {"reason": "это письмо уже обработано (получено повторно)"}
+            outcome, org_id, result = IntakeOutcome.DUPLICATE, None, {"reason": "это письмо уже обработано (получено повторно)"}
         elif size > ctx.intake_limits.message_bytes:
             org_id = sender_org(ctx, sender)
-            outcome, result = ("rejected" if org_id else "unknown"), {
+            outcome, result = (IntakeOutcome.REJECTED if org_id else IntakeOutcome.UNKNOWN), {
                 "reason": f"письмо больше {ctx.intake_limits.message_bytes // MB} МБ: не принято; отправьте "
                           "файлы меньшего размера", "identified_by": "sender" if org_id else None}
         else:
@@ -182,9 +182,9 @@ def read_mailbox(client, ctx: Context) -> dict:
             raw = data[0][1] if typ == "OK" and data and isinstance(data[0], tuple) else b""
             outcome, org_id, result = process_message(email.message_from_bytes(raw, policy=policy.default), ctx,
                                                       row["received_at"], row["message_id"])
-        counts["written" if outcome in ("accepted", "partial") else
-               "duplicates" if outcome == "duplicate" else outcome] += 1
-        _put(ctx.store_url, row | {"state": WRITTEN, "outcome": outcome, "org_id": org_id, "result": result})
+        counts["written" if outcome in (IntakeOutcome.ACCEPTED, IntakeOutcome.PARTIAL) else
+               "duplicates" if outcome == IntakeOutcome.DUPLICATE else outcome] += 1
+        _put(ctx.store_url, row | {"state": IntakeState.WRITTEN, "outcome": outcome, "org_id": org_id, "result": result})
     log.info("mailbox: %s", counts)
     return counts
 
@@ -193,14 +193,14 @@ def file_messages(client, ctx_url: str, plan_id: str) -> dict:
     """Move every message whose receipt is recorded to «Обработано» or «Отклонено»."""
     uidvalidity = _uidvalidity(client)
     moved = {"done": 0, "rejected": 0}
-    for row in rows_in(ctx_url, plan_id, (RECEIPTED,)):
+    for row in rows_in(ctx_url, plan_id, (IntakeState.RECEIPTED,)):
         if row["uidvalidity"] != uidvalidity:  # the mailbox was recreated: that message is not here any more
-            _put(ctx_url, row | {"state": FILED})
+            _put(ctx_url, row | {"state": IntakeState.FILED})
             continue
-        good = row["outcome"] in ("accepted", "partial", "duplicate")
+        good = row["outcome"] in (IntakeOutcome.ACCEPTED, IntakeOutcome.PARTIAL, IntakeOutcome.DUPLICATE)
         folder = FOLDER_DONE if good else FOLDER_REJECTED
         _move(client, row["uid"], folder)
-        _put(ctx_url, row | {"state": FILED})
+        _put(ctx_url, row | {"state": IntakeState.FILED})
         moved["done" if good else "rejected"] += 1
     return moved
 
@@ -331,7 +331,7 @@ def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str
     if org_id is None:
         reason = ("подпись формы не совпадает" if tampered else
                   "в письме нет формы мониторинга, а адрес отправителя не принадлежит ни одной организации реестра")
-        return "unknown", None, {"reason": reason, "refused": refused, "files": []}
+        return IntakeOutcome.UNKNOWN, None, {"reason": reason, "refused": refused, "files": []}
 
     # Which sheet of which file holds which dataset.
     jobs: list[tuple[str, str, Job]] = []  # (label, dataset, job)
@@ -372,7 +372,7 @@ def process_message(msg, ctx: Context, received_at: dt.datetime, message_id: str
             path = write_submission(ctx.intake_root, ds, org_id, received_at, message_id, good)
             accepted.append({"dataset": ds, "label": label, "rows": len(good), "refused_rows": len(bad_rows),
                              "path": str(path)})
-    outcome = ("accepted" if accepted and not problems and not refused else "partial" if accepted else "rejected")
+    outcome = (IntakeOutcome.ACCEPTED if accepted and not problems and not refused else IntakeOutcome.PARTIAL if accepted else IntakeOutcome.REJECTED)
     return outcome, org_id, {"identified_by": how, "files": accepted, "problems": problems[:500],
                              "problems_total": len(problems), "refused": refused}
 
@@ -389,8 +389,10 @@ def _read_rows(ctx: Context, dataset: str, rel: str, org_id: str, table):
 
 # ---------------------------------------------------------------- receipts
 
-OUTCOME_RU = {"accepted": "сведения приняты", "partial": "сведения приняты частично",
-              "rejected": "сведения не приняты"}
+# The verdict as the receipt's sentence says it («Итог: сведения приняты»); the outcome's label in tables is
+# labels.INTAKE_OUTCOME_RU.
+RECEIPT_VERDICT_RU = {IntakeOutcome.ACCEPTED: "сведения приняты", IntakeOutcome.PARTIAL: "сведения приняты частично",
+                      IntakeOutcome.REJECTED: "сведения не приняты"}
 
 
 def receipt_key(plan_id: str, message_id: str, sender: str) -> str:
@@ -408,7 +410,7 @@ def render_receipt(plan, as_of: dt.date, row: dict, org_name: str, statuses: lis
              f"Получено ваше письмо «{row.get('subject') or 'без темы'}» "
              f"({_local(row['received_at'], plan):%d.%m.%Y %H:%M}). Организация: {org_name} (код {row['org_id']}) — "
              + ("по подписи формы." if result.get("identified_by") == "form" else "по адресу отправителя."),
-             "", f"Итог: {OUTCOME_RU.get(outcome, outcome)}."]
+             "", f"Итог: {RECEIPT_VERDICT_RU.get(outcome, outcome)}."]
     if result.get("reason"):
         lines += ["", result["reason"]]
     if result.get("files"):
@@ -432,7 +434,7 @@ def render_receipt(plan, as_of: dt.date, row: dict, org_name: str, statuses: lis
     lines += ["", "--", "Письмо сформировано автоматически системой мониторинга подготовки к приему в 1-й класс "
               f"(кампания {plan.id})."]
     text = "\n".join(lines) + "\n"
-    subject = f"Квитанция: {OUTCOME_RU.get(outcome, outcome)} — {org_name}"
+    subject = f"Квитанция: {RECEIPT_VERDICT_RU.get(outcome, outcome)} — {org_name}"
     recipient = Person(email=row["sender"], name="")
     stages = [s["stage"] for s in statuses]
     msg = envelope(plan.id, "receipt", stages, [row["org_id"]], as_of, subject,
@@ -462,9 +464,9 @@ def compose_receipts(plan, as_of: dt.date, url: str, results, registry, from_ema
     names = dict(zip(registry["org_id"].tolist(), registry["name"].tolist(), strict=True))
     titles = {s.number: s.title for s in plan.stages}
     messages, counts = [], {"receipts": 0, "no_reply": 0}
-    rows = rows_in(url, plan.id, (WRITTEN,))
+    rows = rows_in(url, plan.id, (IntakeState.WRITTEN,))
     for row in rows:
-        if row["outcome"] in ("unknown", "duplicate") or not row["org_id"] or not row["sender"]:
+        if row["outcome"] in (IntakeOutcome.UNKNOWN, IntakeOutcome.DUPLICATE) or not row["org_id"] or not row["sender"]:
             counts["no_reply"] += 1
             continue
         mine = results[results["org_id"] == row["org_id"]] if len(results) else results
@@ -477,5 +479,5 @@ def compose_receipts(plan, as_of: dt.date, url: str, results, registry, from_ema
     if messages:
         counts |= enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
     for row in rows:  # recorded after the outbox holds the receipt: a rerun finds it there (same key) and stops
-        _put(url, row | {"state": RECEIPTED})
+        _put(url, row | {"state": IntakeState.RECEIPTED})
     return counts

@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from admission.mail.render import recipient_of, to_wire
 from admission.store import bulk_insert, engine_for, outbox
+from admission.vocabulary import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _now() -> dt.datetime:
 
 BATCH_BYTES = 64 * 2**20  # serialized messages held at once while recording them
 UNDATED_KINDS = ("request",)  # owed until delivered whatever day recorded them; digests and reports are per day
-OWED = ("pending", "failed")
+OWED = (Delivery.PENDING, Delivery.FAILED)
 
 
 def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, str, Message]],
@@ -67,7 +68,7 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
     now = _now()
     columns = ["digest_key", "plan_id", "as_of", "kind", "recipient", "message_id", "subject", "stages", "orgs",
                "message", "status", "attempts", "created_at", "updated_at"]
-    status = "dry_run" if dry_run else "pending"
+    status = Delivery.DRY_RUN if dry_run else Delivery.PENDING
     stamp, day = now.isoformat(sep=" "), as_of.isoformat()  # driver-level insert: ISO text, as save_stage
     def row(key: str, kind: str, msg: Message) -> tuple:
         return (key, plan_id, day, kind, recipient_of(msg), str(msg["Message-ID"]), str(msg["Subject"]),
@@ -89,7 +90,7 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
     new = [(key, kind, msg) for key, kind, msg in messages if key not in existing]
     # A real run replaces what a dry run only previewed: the preview's content may be stale, and a
     # preview is never delivered as it is.
-    previews = [] if dry_run else [(key, kind, msg) for key, kind, msg in messages if existing.get(key) == "dry_run"]
+    previews = [] if dry_run else [(key, kind, msg) for key, kind, msg in messages if existing.get(key) == Delivery.DRY_RUN]
     added = 0
     try:
         with engine.begin() as conn:  # one transaction, inserted a batch at a time
@@ -110,10 +111,10 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
             for values in batch:
                 fields = dict(zip(columns, values, strict=True))
                 conn.execute(update(outbox).where(outbox.c.digest_key == fields["digest_key"],
-                                                  outbox.c.status == "dry_run")
+                                                  outbox.c.status == Delivery.DRY_RUN)
                              .values(recipient=fields["recipient"], message_id=fields["message_id"],
                                      subject=fields["subject"], stages=fields["stages"], orgs=fields["orgs"],
-                                     message=fields["message"], status="pending", updated_at=now))
+                                     message=fields["message"], status=Delivery.PENDING, updated_at=now))
     retired = 0 if dry_run else _supersede(engine, plan_id, as_of, supersedes, set(keys))
     return {"added": added + len(previews), "kept": len(messages) - added - len(previews), "superseded": retired}
 
@@ -126,16 +127,16 @@ def _supersede(engine, plan_id: str, as_of: dt.date, kinds: tuple[str, ...], kee
     dated = [k for k in kinds if k not in UNDATED_KINDS]
     undated = [k for k in kinds if k in UNDATED_KINDS]
     which = (outbox.c.kind.in_(dated) & (outbox.c.as_of < as_of)) | outbox.c.kind.in_(undated)
-    owed = outbox.c.status.in_(OWED) | ((outbox.c.status == "sending") & (outbox.c.updated_at < stale))
+    owed = outbox.c.status.in_(OWED) | ((outbox.c.status == Delivery.SENDING) & (outbox.c.updated_at < stale))
     with engine.connect() as conn:
         rows = conn.execute(select(outbox.c.id, outbox.c.digest_key, outbox.c.status, outbox.c.last_error)
                             .where(outbox.c.plan_id == plan_id, which, owed)).all()
     retire = [r for r in rows if r.digest_key not in keep]
     with engine.begin() as conn:
         for r in retire:
-            before = r.last_error if r.status == "failed" and r.last_error else "не отправлено"
+            before = r.last_error if r.status == Delivery.FAILED and r.last_error else "не отправлено"
             conn.execute(update(outbox).where(outbox.c.id == r.id, owed).values(
-                status="superseded", updated_at=_now(),
+                status=Delivery.SUPERSEDED, updated_at=_now(),
                 last_error=f"{before}; заменено письмом за {as_of.isoformat()}"[:1000]))
     return len(retire)
 
@@ -209,8 +210,8 @@ class TransientError(RuntimeError):
 class EmlTransport:
     """No SMTP connection: each message becomes an .eml file an admin can open."""
 
-    statuses_to_deliver = ("pending", "failed")  # never "dry_run": a preview is not mail
-    done_status = "written"
+    statuses_to_deliver = (Delivery.PENDING, Delivery.FAILED)  # never "dry_run": a preview is not mail
+    done_status = Delivery.WRITTEN
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -234,8 +235,8 @@ class EmlTransport:
 class SmtpTransport:
     """yagmail over smtplib: one connection for the whole batch, never a password prompt."""
 
-    statuses_to_deliver = ("pending", "failed", "written")
-    done_status = "sent"
+    statuses_to_deliver = (Delivery.PENDING, Delivery.FAILED, Delivery.WRITTEN)
+    done_status = Delivery.SENT
 
     def __init__(self, settings: SmtpSettings):
         self.settings = settings
@@ -291,15 +292,15 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     """('refused' | 'failed' | 'connection', text) for an SMTP error."""
     if isinstance(exc, UnicodeError | smtplib.SMTPNotSupportedError | ValueError):
         # An address or header the server cannot take (no SMTPUTF8): retrying changes nothing.
-        return "refused", f"{type(exc).__name__}: адрес или заголовок не может быть передан"
+        return Delivery.REFUSED, f"{type(exc).__name__}: адрес или заголовок не может быть передан"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         code, text = next(iter(exc.recipients.values()))
-        return ("refused" if 500 <= int(code) < 600 else "failed"), f"{code} {text!r}"
+        return (Delivery.REFUSED if 500 <= int(code) < 600 else Delivery.FAILED), f"{code} {text!r}"
     if isinstance(exc, smtplib.SMTPResponseException) and not isinstance(exc, smtplib.SMTPSenderRefused):
-        return ("refused" if 500 <= exc.smtp_code < 600 else "failed"), f"{exc.smtp_code} {exc.smtp_error!r}"
+        return (Delivery.REFUSED if 500 <= exc.smtp_code < 600 else Delivery.FAILED), f"{exc.smtp_code} {exc.smtp_error!r}"
     if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionError | socket.timeout | TimeoutError | OSError):
         return "connection", f"{type(exc).__name__}: {exc}"
-    return "failed", f"{type(exc).__name__}: {exc}"
+    return Delivery.FAILED, f"{type(exc).__name__}: {exc}"
 
 
 STALE_CLAIM = dt.timedelta(minutes=10)
@@ -319,8 +320,8 @@ def _claim(engine, ids: list[int], statuses: tuple[str, ...], token: str) -> set
             conn.execute(update(outbox).where(
                 outbox.c.id.in_(chunk),
                 outbox.c.status.in_(statuses)
-                | ((outbox.c.status == "sending") & ((outbox.c.updated_at < stale) | (outbox.c.last_error == token))),
-            ).values(status="sending", last_error=token, updated_at=_now()))
+                | ((outbox.c.status == Delivery.SENDING) & ((outbox.c.updated_at < stale) | (outbox.c.last_error == token))),
+            ).values(status=Delivery.SENDING, last_error=token, updated_at=_now()))
             got |= set(conn.execute(select(outbox.c.id).where(outbox.c.id.in_(chunk),
                                                                outbox.c.last_error == token)).scalars())
     return got
@@ -342,12 +343,12 @@ class _Claims:
     def still_mine(self, row_id: int) -> bool:
         if _now() - self.renewed > RENEW_EVERY:
             with self.engine.begin() as conn:
-                conn.execute(update(outbox).where(outbox.c.status == "sending", outbox.c.last_error == self.token)
+                conn.execute(update(outbox).where(outbox.c.status == Delivery.SENDING, outbox.c.last_error == self.token)
                              .values(updated_at=_now()))
             self.renewed = _now()
         owner = self.conn.execute(select(outbox.c.status, outbox.c.last_error).where(outbox.c.id == row_id)).first()
         self.conn.rollback()  # end the read: the next check must see other senders' commits
-        return owner is not None and tuple(owner) == ("sending", self.token)
+        return owner is not None and tuple(owner) == (Delivery.SENDING, self.token)
 
     def close(self) -> None:
         self.conn.close()
@@ -357,7 +358,7 @@ def _release(engine, claimed: set[int], previous: dict[int, str]) -> None:
     """Give back the claims of messages not yet tried (a stopped batch leaves them for the retry)."""
     with engine.begin() as conn:
         for row_id in claimed:
-            conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == "sending")
+            conn.execute(update(outbox).where(outbox.c.id == row_id, outbox.c.status == Delivery.SENDING)
                          .values(status=previous[row_id], last_error=None, updated_at=_now()))
 
 
@@ -385,7 +386,7 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
     query = select(outbox).where(
         outbox.c.plan_id == plan_id, (outbox.c.as_of == as_of) | outbox.c.kind.in_(UNDATED_KINDS),
         outbox.c.status.in_(transport.statuses_to_deliver)
-        | ((outbox.c.status == "sending")
+        | ((outbox.c.status == Delivery.SENDING)
            & ((outbox.c.updated_at < _now() - STALE_CLAIM) | (outbox.c.last_error == token))))
     if kinds:
         query = query.where(outbox.c.kind.in_(kinds))
@@ -396,7 +397,7 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
         return counts
     reconnects = 0
     claimed = _claim(engine, [r["id"] for r in rows], transport.statuses_to_deliver, token)
-    previous = {r["id"]: ("pending" if r["status"] == "sending" else r["status"]) for r in rows}
+    previous = {r["id"]: (Delivery.PENDING if r["status"] == Delivery.SENDING else r["status"]) for r in rows}
     claims = _Claims(engine, token)
     try:
         with transport:
@@ -408,7 +409,7 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
                         path = transport.deliver(row)
                     except Exception as exc:  # classified below; nothing escapes unrecorded
                         outcome, text = _classify(exc)
-                        status = "refused" if outcome == "refused" else "failed"
+                        status = Delivery.REFUSED if outcome == Delivery.REFUSED else Delivery.FAILED
                         _record(engine, row["id"], status=status, last_error=text)
                         if outcome == "connection":
                             if reconnects < max_reconnects and hasattr(transport, "reconnect"):
@@ -440,7 +441,7 @@ def delivered_request(url: str, plan_id: str, key_prefix: str) -> dict | None:
     with engine_for(url).connect() as conn:
         row = conn.execute(select(outbox.c.as_of, outbox.c.sent_at, outbox.c.path).where(
             outbox.c.plan_id == plan_id, outbox.c.digest_key.startswith(key_prefix, autoescape=True),
-            outbox.c.status.in_(("sent", "written"))).order_by(outbox.c.sent_at).limit(1)).first()
+            outbox.c.status.in_((Delivery.SENT, Delivery.WRITTEN))).order_by(outbox.c.sent_at).limit(1)).first()
     if row is None:
         return None
     return {"as_of": row.as_of, "sent_on": row.sent_at.date() if row.sent_at else row.as_of, "path": row.path}
@@ -467,9 +468,9 @@ def undelivered(url: str, plan_id: str, as_of: dt.date, since: dt.date | None = 
         rows = conn.execute(select(outbox.c.as_of, outbox.c.kind, outbox.c.recipient, outbox.c.status,
                                    outbox.c.last_error).where(
             outbox.c.plan_id == plan_id,
-            (outbox.c.status.in_(("refused", "failed"))
+            (outbox.c.status.in_((Delivery.REFUSED, Delivery.FAILED))
              & ((outbox.c.as_of == as_of) | outbox.c.kind.in_(UNDATED_KINDS)))
-            | ((outbox.c.status == "superseded") & outbox.c.as_of.between(first, as_of - dt.timedelta(days=1))
+            | ((outbox.c.status == Delivery.SUPERSEDED) & outbox.c.as_of.between(first, as_of - dt.timedelta(days=1))
                & outbox.c.kind.not_in(UNDATED_KINDS)))
             .order_by(outbox.c.id)).mappings().all()
     return [{"as_of": r["as_of"], "kind": r["kind"], "recipient": r["recipient"], "status": r["status"],

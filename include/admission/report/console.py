@@ -10,7 +10,7 @@ TABLE_HEADER = f"{'этап':>4}  {'срок':10}  {'выполнено':>9}  {'
 def stage_table(plan: Plan, checked: dict) -> str:
     """The per-stage counts of a ``check_stages`` result as a Russian table (the run_day log)."""
     lines = [TABLE_HEADER]
-    for stage in sorted(plan.stages, key=lambda s: s.number):
+    for stage in plan.ordered_stages:
         got = checked["stages"].get(str(stage.number), {})
         deadline = stage.deadline.isoformat() if stage.deadline else "весь период"
         if not got.get("judged"):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from admission import quiet_libraries
 from admission.checks.stages import SOURCE_ROW, SOURCE_SITE
-from admission.labels import FILE_CHANGE_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
+from admission.labels import FILE_CHANGE_RU, INTAKE_OUTCOME_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from admission.mail.recipients import Person, digest_key
 from admission.mail.render import envelope
 from admission.plan import Plan
@@ -51,7 +51,7 @@ def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
     if "evidence" not in today:
         return []
     out = []
-    for stage in sorted(plan.stages, key=lambda s: s.number):
+    for stage in plan.ordered_stages:
         ev = today.loc[today["stage"] == stage.number, "evidence"]
         ev = ev[ev.notna()].astype(str)
         if ev.empty:
@@ -62,8 +62,6 @@ def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
     return out
 
 
-INTAKE_OUTCOME_RU = {"accepted": "принято", "partial": "принято частично", "rejected": "не принято",
-                     "unknown": "неизвестный отправитель, без ответа", "duplicate": "повторное письмо"}
 
 
 def intake_summary(rows: list[dict]) -> dict[str, int]:
@@ -79,13 +77,13 @@ def unjudged_stages(plan: Plan, today: pd.DataFrame, orgs: pd.DataFrame) -> list
     concern: their check could not run (a stage that concerns nobody has nothing to store)."""
     judged = set(today["stage"].astype(int)) if not today.empty else set()
     kinds = set(orgs["kind"].dropna())
-    return [s.number for s in sorted(plan.stages, key=lambda s: s.number)
+    return [s.number for s in plan.ordered_stages
             if s.number not in judged and kinds & set(s.concerns)]
 
 
 def stage_table(plan: Plan, today: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     rows = []
-    for stage in sorted(plan.stages, key=lambda s: s.number):
+    for stage in plan.ordered_stages:
         r = today[today["stage"] == stage.number]
         counts = r["status"].value_counts()
         total = len(r)
@@ -158,7 +156,7 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
     dated = [s for s in plan.stages if s.deadline]
     end = max([as_of, *[s.deadline for s in dated]]) + dt.timedelta(days=3)
     colors = plt.get_cmap("tab10")
-    for i, stage in enumerate(sorted(plan.stages, key=lambda s: s.number)):
+    for i, stage in enumerate(plan.ordered_stages):
         h = history[history["stage"] == stage.number].sort_values("as_of")
         color = colors(i % 10)
         if not h.empty:
@@ -190,7 +188,7 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
           [[r.stage, r.title, r.deadline, r.days_left, r.complete, r.lagging, r.overdue, r.total, r.pct]
            for r in report.stages.itertuples()], [6, 50, 12, 14, 11, 10, 12, 8, 13])
     names = today.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
-    for stage in sorted(report.plan.stages, key=lambda s: s.number):
+    for stage in report.plan.ordered_stages:
         r = today[today["stage"] == stage.number].sort_values(["status", "org_id"])
         # Column by column (tolist), not row by row: the national workbook has 2.6 million cells.
         parent = [names.get(p, p) if isinstance(p, str) else "" for p in r["parent_id"].tolist()]
@@ -243,7 +241,7 @@ def render_emails(report: Report, recipients: list[Person], from_email: str, fro
     context = {
         "plan": report.plan, "as_of": report.as_of, "stages": report.stages.to_dict("records"),
         "municipalities": report.municipalities.to_dict("records"),
-        "stage_numbers": [s.number for s in sorted(report.plan.stages, key=lambda s: s.number)],
+        "stage_numbers": [s.number for s in report.plan.ordered_stages],
         "longest": report.longest.to_dict("records"), "changes": report.changes.to_dict("records"),
         "problems": report.problems.head(100).to_dict("records"), "problems_total": len(report.problems),
         "previous": report.previous, "status_ru": STATUS_RU, "cid": cid[1:-1],
