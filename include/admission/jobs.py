@@ -26,9 +26,10 @@ from admission.inputs.reader import freeze_heap, thaw_heap
 from admission.layout import Layout
 from admission.mail import intake, outbox
 from admission.mail.forms import attachments_for, installation_key
+from admission.mail.keys import digest_key, request_key
 from admission.mail.outbox import delivered_request, enqueue, undelivered
-from admission.mail.recipients import KINDS, Directory, digest_key, plan_digests
-from admission.mail.render import render_all, render_request, request_key
+from admission.mail.recipients import KINDS, Directory, plan_digests
+from admission.mail.render import render_all, render_request
 from admission.plan import Plan
 from admission.registry import CHECKS, datasets_of, informing_stages
 from admission.report import daily as rep

@@ -20,7 +20,7 @@ CHECKS_MODULE = "admission.checks.stages"
 class Check:
     name: str
     datasets: tuple[str, ...]  # besides the registry of organizations, which every check reads
-    function: str  # the name of a function of admission.checks.stages: (Context, orgs) -> complete, missing[, overdue]
+    function: str  # a function of admission.checks.stages: (Context, orgs) -> CheckResult
     title: str  # Russian, for the DAG docs
     sites: bool = False  # the check also reads the day's website check (admission.checks.sites)
     form: tuple[str, ...] = ()  # what the organization itself fills in: the sheets of its form (admission.mail.forms)

@@ -229,7 +229,7 @@ def test_a_dry_run_then_a_real_run_with_changed_data_delivers_only_the_real_cont
 def test_an_unsent_request_is_retired_when_a_new_set_of_changes_or_none_replaces_it(url, plan):
     from email.message import EmailMessage
 
-    from admission.mail.render import request_key
+    from admission.mail.keys import request_key
 
     def request(digest: str) -> tuple:
         msg = EmailMessage()

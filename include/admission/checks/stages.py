@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from admission.inputs.reader import DataFolder
-from admission.inputs.rules import Validation, chief_position_ok, normalize_text, validate_rows
+from admission.inputs.rules import (
+    Validation,
+    chief_position_ok,
+    is_chief_operator,
+    normalize_text,
+    validate_rows,
+)
 from admission.plan import Plan, Stage
 from admission.registry import CHECKS, datasets_of, informing_stages
 from admission.schema import TOPICS, Finding
@@ -164,7 +170,17 @@ def _topics(series: pd.Series) -> pd.Series:
     return pd.Series(table[codes], index=series.index, dtype="object")
 
 
-def check_esia_informing(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+@dataclass(frozen=True)
+class CheckResult:
+    """What a check says of every organization it concerns (Series indexed like its ``orgs``)."""
+
+    complete: pd.Series  # bool
+    missing: pd.Series  # list of Russian reasons: what the organization still has to do
+    # For a stage without a fixed deadline (each organization has its own): days past it, NA when not overdue.
+    days_overdue: pd.Series | None = None
+
+
+def check_esia_informing(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     rule = ctx.plan.stage1
     rows = _informing(ctx)
     esia = rows[np.fromiter(("ЕСИА" in t for t in rows["_topics"]), dtype=bool, count=len(rows))]
@@ -181,10 +197,10 @@ def check_esia_informing(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, p
         [lead + (f" (последнее — {shown[d]})" if d == d else " (мероприятий не было)") for d in last_day.tolist()],
         index=orgs.index,
     )
-    return complete, _missing(orgs, _flag(orgs, ~complete, reason)), days_overdue
+    return CheckResult(complete, _missing(orgs, _flag(orgs, ~complete, reason)), days_overdue)
 
 
-def check_public_information(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def check_public_information(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     """МООУСО and ОО: the information is on the official site — the day's website check found it, or an
     informing row of the stage says channel «сайт»; ОО also on the stand; ДОУ: any informing row."""
     rows = _informing(ctx, own_stage=True)
@@ -238,10 +254,10 @@ def check_public_information(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Serie
         _flag(orgs, (kind == "ДОУ") & ~anything, "нет ни одной записи об информировании родителей"),
         ctx.row_messages("informing"),
     )
-    return complete, missing
+    return CheckResult(complete, missing)
 
 
-def check_parent_meetings(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def check_parent_meetings(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     rows = _informing(ctx, own_stage=True)
     meetings = rows[rows["channel"] == "собрание"]
     with_protocol = meetings[meetings["protocol_no"].notna()]
@@ -265,10 +281,10 @@ def check_parent_meetings(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, 
         ),
         ctx.row_messages("informing"),
     )
-    return complete, missing
+    return CheckResult(complete, missing)
 
 
-def check_module_staff(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def check_module_staff(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     rows = ctx.valid_rows("module_staff")
     deadline = ctx.stage.deadline
     replaced = rows[rows["replaced"] == True]  # noqa: E712 (object column of True/False/NA)
@@ -288,14 +304,13 @@ def check_module_staff(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.
         group_lists(bad_orders["org_id"], bad_msg),
         ctx.row_messages("module_staff"),
     )
-    return complete, missing
+    return CheckResult(complete, missing)
 
 
-def check_operators(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def check_operators(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     all_rows = ctx.frame("operators")
     rows = ctx.valid_rows("operators")
-    chief = rows[(ctx.norm("operators", "role").loc[rows.index] == "главный оператор")
-                 & chief_position_ok(rows["position"])]
+    chief = rows[is_chief_operator(rows["role"]) & chief_position_ok(rows["position"])]
     has_chief = _has(orgs, chief["org_id"])
     person = ctx.norm("operators", "full_name")
     dup_mask = person.notna() & pd.DataFrame({"o": all_rows["org_id"], "p": person}).duplicated(keep="first")
@@ -313,7 +328,7 @@ def check_operators(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Ser
         group_lists(dups["org_id"], dup_msg),
         ctx.row_messages("operators"),
     )
-    return complete, missing
+    return CheckResult(complete, missing)
 
 
 def _stage_of(ctx: Context, check: str) -> str:
@@ -322,7 +337,7 @@ def _stage_of(ctx: Context, check: str) -> str:
     return f"этап {numbers[0]}" if numbers else "отдельный этап плана"
 
 
-def check_accounts(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def check_accounts(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     ops = ctx.valid_rows("operators")
     acc = ctx.valid_rows("accounts")
     ops_key = pd.DataFrame({"org_id": ops["org_id"], "person": ctx.norm("operators", "full_name").loc[ops.index],
@@ -348,10 +363,10 @@ def check_accounts(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Seri
                     "учетная запись не заблокирована, хотя сотрудника нет в списке операторов: " + stale["name"]),
         ctx.row_messages("accounts"),
     )
-    return complete, missing
+    return CheckResult(complete, missing)
 
 
-def check_school_data(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def check_school_data(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     cards = ctx.frame("school_cards")
     classes = ctx.frame("first_grade_classes")
     card_msgs = ctx.row_messages("school_cards")
@@ -367,10 +382,10 @@ def check_school_data(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.S
         card_msgs,
         class_msgs,
     )
-    return complete, missing
+    return CheckResult(complete, missing)
 
 
-def check_approvals(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def check_approvals(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     rows = ctx.valid_rows("approvals")
     rows = rows.assign(status=ctx.norm("approvals", "status").loc[rows.index])
     # The latest decision counts: by approval date, then by order in the files.
@@ -384,7 +399,7 @@ def check_approvals(ctx: Context, orgs: pd.DataFrame) -> tuple[pd.Series, pd.Ser
         _flag(orgs, status.notna() & ~complete, "сведения не утверждены, статус: «" + status.fillna("") + "»"),
         ctx.row_messages("approvals"),
     )
-    return complete, missing
+    return CheckResult(complete, missing)
 
 
 
@@ -452,8 +467,8 @@ def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
     findings, problems = day_problems(data, validation)
     ctx = Context(data, problems, plan, stage, as_of, sites)
     orgs = _orgs(ctx)
-    out = CHECKS[stage.check].run()(ctx, orgs)
-    complete, missing = out[0].to_numpy(dtype=bool), out[1]
+    out: CheckResult = CHECKS[stage.check].run()(ctx, orgs)
+    complete, missing = out.complete.to_numpy(dtype=bool), out.missing
     results = orgs.copy()
     results.insert(0, "as_of", as_of)
     results.insert(0, "stage", stage.number)
@@ -464,7 +479,7 @@ def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
     results["missing"] = [[] if done else items for done, items in zip(complete.tolist(), reasons, strict=True)]
     results["deadline"] = stage.deadline
     if stage.deadline is None:
-        days_overdue = out[2]
+        days_overdue = out.days_overdue
         overdue = days_overdue.notna().to_numpy()
         results["days_overdue"] = days_overdue.astype("Int64")
         results["days_left"] = pd.NA

@@ -26,6 +26,7 @@ from admission.schema import (
     ACCOUNT_STATUSES,
     APPROVAL_STATUSES,
     CHANNELS,
+    CHIEF_OPERATOR,
     DATASETS,
     OPERATOR_ROLES,
     Finding,
@@ -69,6 +70,12 @@ def normalize_text(s: pd.Series) -> pd.Series:
     )
     values = np.append(norm.to_numpy(dtype=object, na_value=pd.NA), pd.NA)  # code -1 (missing) -> NA
     return pd.Series(values[codes], index=s.index, dtype="string")
+
+
+def is_chief_operator(roles: pd.Series) -> pd.Series:
+    """True where a row's role is «главный оператор» (compared as :func:`normalize_text` does): the one rule the
+    stage check, the operator lists and the recipients all use."""
+    return (normalize_text(roles) == CHIEF_OPERATOR).fillna(False).astype(bool)
 
 
 def chief_position_ok(position: pd.Series) -> pd.Series:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import email
-import hashlib
 import io
 import logging
 import re
@@ -52,6 +51,7 @@ from admission.inputs.rules import validate_rows
 from admission.inputs.submissions import write_submission
 from admission.labels import STATUS_RU
 from admission.mail.forms import read_identity, sheet_dataset
+from admission.mail.keys import receipt_key
 from admission.mail.outbox import enqueue
 from admission.mail.recipients import Person
 from admission.mail.render import envelope
@@ -393,11 +393,6 @@ def _read_rows(ctx: Context, dataset: str, rel: str, org_id: str, table):
 # labels.INTAKE_OUTCOME_RU.
 RECEIPT_VERDICT_RU = {IntakeOutcome.ACCEPTED: "сведения приняты", IntakeOutcome.PARTIAL: "сведения приняты частично",
                       IntakeOutcome.REJECTED: "сведения не приняты"}
-
-
-def receipt_key(plan_id: str, message_id: str, sender: str) -> str:
-    """One receipt per received message, whatever the run that records it."""
-    return f"{plan_id}|receipt|{hashlib.sha256(message_id.encode('utf-8', 'replace')).hexdigest()[:32]}|{sender}"
 
 
 def render_receipt(plan, as_of: dt.date, row: dict, org_name: str, statuses: list[dict], from_email: str,

@@ -16,7 +16,8 @@ import pandas as pd
 
 from admission.addresses import delivery_form, split_emails
 from admission.inputs.reader import DataFolder
-from admission.inputs.rules import normalize_text
+from admission.inputs.rules import is_chief_operator
+from admission.mail.keys import digest_key
 from admission.plan import Plan
 from admission.vocabulary import DIGEST_KINDS, EscalationRole, MailKind, ResponsibleRole, Status
 from admission.workdays import WorkCalendar
@@ -45,11 +46,6 @@ class Item:
     missing: list[str]
     contact: str  # whom the reader can turn to (or, in an escalation, whom to press)
     parent_name: str = ""
-
-
-def digest_key(plan_id: str, as_of: dt.date, kind: str, email: str) -> str:
-    """Identity of a day's message in the outbox: the same person, kind, plan and day is the same message."""
-    return f"{plan_id}|{as_of.isoformat()}|{kind}|{email.lower()}"
 
 
 @dataclass
@@ -105,8 +101,7 @@ class Directory:
         # Raw (email, name) of chief operators; validated when an organization's mail needs them.
         self._chief_rows: dict[str, list[tuple[str, str]]] = {}
         if ops is not None and not ops.empty:
-            chief = ops[((normalize_text(ops["role"]) == "главный оператор") & ops["email"].notna())
-                        .to_numpy(dtype=bool, na_value=False)]
+            chief = ops[(is_chief_operator(ops["role"]) & ops["email"].notna()).to_numpy(dtype=bool, na_value=False)]
             for org_id, email, name in zip(chief["org_id"].tolist(), chief["email"].tolist(),
                                            chief["full_name"].tolist(), strict=True):
                 self._chief_rows.setdefault(org_id, []).append((str(email), "" if pd.isna(name) else str(name)))

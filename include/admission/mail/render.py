@@ -20,6 +20,7 @@ from email.utils import format_datetime, getaddresses
 from functools import lru_cache
 from pathlib import Path
 
+from admission.mail.keys import request_key
 from admission.mail.recipients import Digest
 from admission.plan import Plan
 from admission.registry import REQUEST_CHECKS, REQUEST_DEADLINE_CHECK, stages_with
@@ -73,11 +74,6 @@ def contract_header_values(plan_id: str, kind: str, stages, org_ids, as_of: dt.d
 def contract_headers(msg: EmailMessage, plan_id: str, kind: str, stages, org_ids, as_of: dt.date) -> None:
     for name, value in contract_header_values(plan_id, kind, stages, org_ids, as_of).items():
         msg[name] = value
-
-
-def request_key(plan_id: str, change_hash: str, email: str) -> str:
-    """Identity of a request in the outbox: one per set of changes and recipient, whatever the day."""
-    return f"{plan_id}|request|{change_hash}|{email.lower()}"
 
 
 def envelope(plan_id: str, kind: str, stages, org_ids, as_of: dt.date, subject: str, key: str,

@@ -18,7 +18,8 @@ import pandas as pd
 from admission import quiet_libraries
 from admission.checks.stages import SOURCE_ROW, SOURCE_SITE
 from admission.labels import FILE_CHANGE_RU, INTAKE_OUTCOME_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
-from admission.mail.recipients import Person, digest_key
+from admission.mail.keys import digest_key
+from admission.mail.recipients import Person
 from admission.mail.render import envelope
 from admission.plan import Plan
 from admission.templating import render as render_template
