@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from admission.checks import operators as opmod
+from admission.checks import sites as websites
 from admission.checks.crawler import Crawler, SiteCheckSettings
-from admission.checks.sites import check_sites, organization_evidence, sites_of
 from admission.checks.stages import evaluate_stage, summarize
 from admission.inputs import data_docs, snapshot
 from admission.inputs.files import Limits
@@ -141,7 +141,7 @@ def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
     sites = None
     if CHECKS[stage.check].sites:
         checks = load_site_checks(settings.store_url, plan.id, as_of)
-        sites = organization_evidence(checks, snap.data.frames["organizations"]) if not checks.empty else None
+        sites = websites.organization_evidence(checks, snap.data.frames["organizations"]) if not checks.empty else None
     outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites)
     save_stage(settings.store_url, plan.id, stage.number, as_of, outcome.results, outcome.findings)
     counts = summarize(outcome.results)
@@ -168,11 +168,11 @@ def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: d
         log.warning("the website check is switched off (%s): stage 2 counts informing rows only", where)
         return {"as_of": as_of.isoformat(), "skipped": f"switched off by {where}"}
     orgs = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
-    sites = sites_of(plan, orgs)
+    sites = websites.sites_of(plan, orgs)
     crawler = Crawler(SiteCheckSettings.for_plan(plan.site_check, deployment))
     previous = latest_site_checks(settings.store_url, plan.id, as_of)
     started = dt.datetime.now()
-    rows = check_sites(crawler, list(sites), previous, as_of, plan.site_check.recheck_days)
+    rows = websites.check_sites(crawler, list(sites), previous, as_of, plan.site_check.recheck_days)
     save_site_checks(settings.store_url, plan.id, as_of, rows)
     found = sum(1 for r in rows if r["found"])
     reused = sum(1 for r in rows if r["found"] and not r["requests"])
