@@ -170,7 +170,7 @@ def test_a_school_returns_its_form_and_the_next_day_it_is_complete_with_no_remin
     assert "сведения приняты" in text and "Операторы ОО, строк 1" in text and "по подписи формы" in text, text
     assert f"Этап {stage5}." in text and "выполнено" in text
     assert _folder(imap, "Обработано") and not _folder(imap, "INBOX")
-    from admission import dashboard  # the campaign page's card says where the school's data came from
+    from admission.report import dashboard  # the campaign page's card says where the school's data came from
 
     card = dashboard.organization(day.store_url, dashboard.Day.load(day.store_url, plan, DAY), SCHOOL)
     assert [(a["outcome_ru"], a["accepted"]) for a in card["answers"]] == [("принято", "Операторы ОО: строк 1")]
