@@ -303,8 +303,8 @@ def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
 
     data = load_snapshot(settings, plan, as_of, ["operators"]).data
     return intake.Context(plan, as_of, settings.store_url, settings.layout.intake,
-                   installation_key(settings.layout.form_key, settings.form_key), data.frames["organizations"],
-                   data.frames["operators"], settings.limits)
+                          installation_key(settings.layout.form_key, settings.form_key), data.frames["organizations"],
+                          data.frames["operators"], settings.limits)
 
 
 def read_mailbox(settings: Settings, plan: Plan, as_of: dt.date, client) -> dict:
@@ -327,8 +327,8 @@ def compose_receipts(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bo
 
     registry = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
     results = load_results(settings.store_url, plan.id, as_of)
-    counts = intake.compose_receipts(plan, as_of, settings.store_url, results, registry, settings.from_email, settings.from_name,
-                     dry_run)
+    counts = intake.compose_receipts(plan, as_of, settings.store_url, results, registry, settings.from_email,
+                                     settings.from_name, dry_run)
     log.info("receipts for plan %s on %s: %s", plan.id, as_of, counts)
     return {"as_of": as_of.isoformat(), **counts}
 

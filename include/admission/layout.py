@@ -53,10 +53,10 @@ class Layout:
 
     @property
     def mail(self) -> Path:
-        """The .eml transport's folder; it adds ``<plan>/<date>/``."""
         return self.root / "mail"
 
     def mail_of(self, plan_id: str, day: dt.date) -> Path:
+        """The day's .eml files (admission.mail.outbox.EmlTransport), a folder per kind inside."""
         return self.mail / plan_id / day.isoformat()
 
     def alerts(self, day: dt.date) -> Path:

@@ -9,6 +9,7 @@ from email import message_from_string, policy
 import pandas as pd
 import pytest
 from admission.checks.stages import evaluate_stage
+from admission.layout import Layout
 from admission.mail.outbox import (
     EmlTransport,
     SmtpTransport,
@@ -232,11 +233,11 @@ def test_smtp_down_keeps_everything_for_the_retry(tmp_path, plan, smtp_sink):
 
 def test_eml_files_when_no_smtp_connection_and_then_smtp_still_delivers(tmp_path, plan, smtp_sink):
     url = _queue(tmp_path, plan, ["a@x.example"])
-    assert deliver(url, "2020-2021", D(2019, 12, 18), EmlTransport(tmp_path / "mail"))["delivered"] == 1
+    assert deliver(url, "2020-2021", D(2019, 12, 18), EmlTransport(Layout(tmp_path)))["delivered"] == 1
     [eml] = list((tmp_path / "mail").rglob("*.eml"))
     assert eml.parent.name == "overdue" and "a@x.example" in eml.name
     assert message_from_string(eml.read_text(), policy=policy.default)["X-Admission-Kind"] == "overdue"
-    assert deliver(url, "2020-2021", D(2019, 12, 18), EmlTransport(tmp_path / "mail"))["delivered"] == 0
+    assert deliver(url, "2020-2021", D(2019, 12, 18), EmlTransport(Layout(tmp_path)))["delivered"] == 0
     assert deliver(url, "2020-2021", D(2019, 12, 18), _smtp(smtp_sink))["delivered"] == 1
 
 

@@ -11,6 +11,7 @@ import logging
 
 from admission.adapter import config
 from admission.plan import Plan
+from admission.vocabulary import DIGEST_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def _task_owner() -> str | None:
 
 
 def send_digests(plan: Plan, as_of: dt.date, dry_run: bool,
-                 kinds: tuple[str, ...] = ("reminder", "overdue", "escalation")) -> dict:
+                 kinds: tuple[str, ...] = DIGEST_KINDS) -> dict:
     """Deliver what the outbox holds for the day: SMTP when configured, else .eml files."""
     from admission import jobs
     from admission.mail.outbox import EmlTransport, SmtpTransport, TransientError
@@ -87,7 +88,7 @@ def send_digests(plan: Plan, as_of: dt.date, dry_run: bool,
         return {"as_of": as_of.isoformat(), "dry_run": True}
     conn, smtp = config.smtp_or_defaults()
     if conn is None:
-        transport = EmlTransport(config.layout().mail)
+        transport = EmlTransport(config.layout())
         where = str(transport.folder)
     else:
         transport = SmtpTransport(smtp)

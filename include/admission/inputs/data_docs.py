@@ -2,7 +2,8 @@
 and copied into the report's folder.
 
 Cell values are people's data; GX prints them as they are (see the web adapter for how the pages are served).
-Importing GX costs about 3 s, so it is imported here, when Data Docs are built, and nowhere else at module level.
+Importing GX costs about 3 s: it is imported inside :func:`build` (as inside the row rules' functions), never at
+module level, so a day on which no file changed does not pay for it.
 """
 
 from __future__ import annotations

@@ -29,11 +29,11 @@ import ssl
 import uuid
 from dataclasses import dataclass
 from email.message import Message
-from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from admission.layout import Layout
 from admission.mail.render import recipient_of, to_wire
 from admission.store import bulk_insert, engine_for, outbox
 from admission.vocabulary import Delivery
@@ -213,8 +213,9 @@ class EmlTransport:
     statuses_to_deliver = (Delivery.PENDING, Delivery.FAILED)  # never "dry_run": a preview is not mail
     done_status = Delivery.WRITTEN
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.folder = layout.mail
 
     def __enter__(self) -> EmlTransport:
         return self
@@ -224,7 +225,7 @@ class EmlTransport:
 
     def deliver(self, row: dict) -> str:
         safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in row["recipient"])
-        path = self.folder / row["plan_id"] / row["as_of"].isoformat() / row["kind"] / f"{safe}.eml"
+        path = self.layout.mail_of(row["plan_id"], row["as_of"]) / row["kind"] / f"{safe}.eml"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(row["message"].encode("utf-8"))
