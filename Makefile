@@ -22,7 +22,7 @@ DEMO_SITES_PORT ?= 8399
 export ADMISSION_DEMO_SITES ?= $(DEMO_SITES_PORT)
 export AIRFLOW_VAR_ADMISSION_SITE_CHECK ?= {"allow_hosts": ["127.0.0.1:$(DEMO_SITES_PORT)"]}
 
-.PHONY: install test test-fast test-distributed lint day demo demo-data airflow migrate clean
+.PHONY: install test test-fast test-distributed lint day demo demo-data airflow migrate clean intake
 
 install: $(BIN)/.installed
 
@@ -61,6 +61,11 @@ demo-data: install
 day: migrate
 	@test -n "$(DATE)" || (echo "usage: make day DATE=YYYY-MM-DD"; exit 2)
 	$(BIN)/admission day $(DATE)
+
+# make intake [DATE=YYYY-MM-DD]: read the mailbox (connection admission_imap) once, as the intake DAG does every
+# 15 minutes of working hours; answers judged on DATE (default today). README «Mailbox intake».
+intake: migrate
+	$(BIN)/admission intake $(DATE)
 
 demo: demo-data
 	$(MAKE) --no-print-directory day DATE=$(DEMO_DATE)

@@ -59,6 +59,13 @@ def _day(args: argparse.Namespace) -> int:
     return run_day(args.date, dry_run=args.dry_run)
 
 
+def _intake(args: argparse.Namespace) -> int:
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    from admission.adapter.day import run_intake
+
+    return run_intake(args.date, dry_run=args.dry_run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="admission", description="First-grade e-enrollment campaign monitor")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     day.add_argument("date", help="YYYY-MM-DD")
     day.add_argument("--dry-run", action="store_true", help="compute and store, send no mail")
     day.set_defaults(func=_day)
+
+    intake = sub.add_parser("intake", help="read the mailbox of admission_imap once through Airflow (the intake DAG)")
+    intake.add_argument("date", nargs="?", help="YYYY-MM-DD the answers are judged on (default: today)")
+    intake.add_argument("--dry-run", action="store_true", help="read and store, send no receipts")
+    intake.set_defaults(func=_intake)
 
     args = parser.parse_args(argv)
     return args.func(args)

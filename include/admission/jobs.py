@@ -25,13 +25,13 @@ from admission.inputs.parse_cache import ParseCache
 from admission.inputs.reader import freeze_heap, thaw_heap
 from admission.layout import Layout
 from admission.mail import intake, outbox
-from admission.mail.forms import attachments_for, installation_key
+from admission.mail.forms import FormKeys, attachments_for, form_keys
 from admission.mail.keys import digest_key, request_key
 from admission.mail.outbox import delivered_request, enqueue, undelivered
 from admission.mail.recipients import KINDS, Directory, plan_digests
 from admission.mail.render import render_all, render_request
 from admission.plan import Plan
-from admission.registry import CHECKS, datasets_of, informing_stages
+from admission.registry import CHECKS, MAIL_RIGHTS, datasets_of, informing_stages
 from admission.report import daily as rep
 from admission.store import (
     latest_site_checks,
@@ -40,6 +40,7 @@ from admission.store import (
     load_results,
     load_site_checks,
     previous_date,
+    record_issued_forms,
     save_operator_snapshot,
     save_site_checks,
     save_stage,
@@ -59,7 +60,11 @@ class Settings:
     from_email: str = "admission@localhost"
     from_name: str = "Мониторинг приема в 1-й класс"
     limits: Limits = field(default_factory=Limits.from_env)
-    form_key: str | None = None  # Variable admission_form_key; None: the key file in the output folder
+    form_key: str | None = None  # Variable admission_form_secret (a key or rotation JSON); None: the key file
+
+    def form_keys(self) -> FormKeys:
+        """The forms' signing keys (admission.mail.forms.form_keys)."""
+        return form_keys(self.layout.form_key, self.form_key)
 
     @property
     def layout(self) -> Layout:
@@ -200,10 +205,11 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
     data = load_snapshot(settings, plan, as_of, sorted({"operators", *form_sets})).data
     freeze_heap()
     digests = plan_digests(plan, as_of, results, data)
-    attach = attachments_for(plan, as_of, data.frames, installation_key(settings.layout.form_key, settings.form_key),
-                             settings.from_email)
+    attach = attachments_for(plan, as_of, data.frames, settings.form_keys(), settings.from_email)
     messages = render_all(digests, plan, settings.from_email, settings.from_name, attach)
     counts = enqueue(settings.store_url, plan.id, as_of, messages, dry_run=dry_run, supersedes=KINDS)
+    if not dry_run:  # the forms mailed: a newer one supersedes an older one (admission.mail.intake)
+        record_issued_forms(settings.store_url, plan.id, attach.issued)
     by_kind: dict[str, int] = {}
     for d in digests:
         by_kind[d.kind] = by_kind.get(d.kind, 0) + 1
@@ -237,7 +243,9 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
                        load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev),
                        files_changed=snap.changes)
 
-    report.intake = intake.day_rows(url, plan.id, as_of)
+    # Every message since the previous report: the report goes out before the day's first intake run, so the
+    # messages of the previous report's day read after it are listed here (those read before it, again).
+    report.intake = intake.day_rows(url, plan.id, as_of, since=prev or as_of)
     if report.unjudged:
         log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
     png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")
@@ -298,13 +306,17 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
     return summary | {"request": str(xlsx), "changes": len(changes)}
 
 
-def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
-    """What reading the mailbox needs: the registry and operator lists of the newest snapshot, the forms' key."""
+def intake_frames(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
+    """The registry, the operator lists and every dataset a form may change, from the newest snapshot."""
+    return load_snapshot(settings, plan, as_of, sorted({"operators", *MAIL_RIGHTS})).data.frames
 
-    data = load_snapshot(settings, plan, as_of, ["operators"]).data
-    return intake.Context(plan, as_of, settings.store_url, settings.layout.intake,
-                          installation_key(settings.layout.form_key, settings.form_key), data.frames["organizations"],
-                          data.frames["operators"], settings.limits)
+
+def intake_context(settings: Settings, plan: Plan, as_of: dt.date):
+    """What reading the mailbox needs: the snapshot's frames (who is who, what each organization has now), the
+    forms' keys."""
+
+    return intake.Context(plan, as_of, settings.store_url, settings.layout.intake, settings.form_keys(),
+                          intake_frames(settings, plan, as_of), settings.limits)
 
 
 def read_mailbox(settings: Settings, plan: Plan, as_of: dt.date, client) -> dict:
@@ -325,10 +337,9 @@ def check_submissions(settings: Settings, plan: Plan, as_of: dt.date, written: i
 def compose_receipts(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool = False) -> dict:
     """The receipts of the messages read (kind ``receipt``), into the outbox once each."""
 
-    registry = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
     results = load_results(settings.store_url, plan.id, as_of)
-    counts = intake.compose_receipts(plan, as_of, settings.store_url, results, registry, settings.from_email,
-                                     settings.from_name, dry_run)
+    counts = intake.compose_receipts(plan, as_of, settings.store_url, results, intake_frames(settings, plan, as_of),
+                                     settings.form_keys(), settings.from_email, settings.from_name, dry_run)
     log.info("receipts for plan %s on %s: %s", plan.id, as_of, counts)
     return {"as_of": as_of.isoformat(), **counts}
 

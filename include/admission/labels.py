@@ -40,5 +40,7 @@ FILE_CHANGE_RU = {"added": "добавлено", "changed": "изменено", 
 # What became of a message read from the mailbox (the report's «Почта» sheet, the campaign page's card).
 INTAKE_OUTCOME_RU = {IntakeOutcome.ACCEPTED: "принято", IntakeOutcome.PARTIAL: "принято частично",
                      IntakeOutcome.REJECTED: "не принято",
-                     IntakeOutcome.UNKNOWN: "неизвестный отправитель, без ответа",
-                     IntakeOutcome.DUPLICATE: "повторное письмо"}
+                     IntakeOutcome.UNKNOWN: "неизвестный отправитель или нет формы, без ответа",
+                     IntakeOutcome.NO_FORM: "без формы: сведения не изменены, отправлена форма",
+                     IntakeOutcome.DUPLICATE: "повторное письмо",
+                     IntakeOutcome.QUARANTINED: "отложено: не удалось обработать"}

@@ -139,6 +139,17 @@ class SiteCheck(_Model):
         return value
 
 
+class IntakeRules(_Model):
+    """Answers by mail (admission.mail.intake): how long a form the monitor sent stays a valid authorization."""
+
+    form_grace_days: int = Field(10, ge=0, le=365, description=(
+        "A form is accepted this many days after the latest deadline of its stages (the campaign's end for a "
+        "stage without one) or after the day it was issued, whichever is later"))
+    superseded_after_days: int = Field(7, ge=0, le=90, description=(
+        "Once a newer form for the same organization and data was issued, an older one is still accepted for "
+        "this many days (a school may fill in the form of Monday's reminder and send it on Wednesday)"))
+
+
 class Plan(_Model):
     id: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
     title: str
@@ -150,6 +161,7 @@ class Plan(_Model):
     calendar: Calendar = Calendar()
     run_at: str = Field("07:00", pattern=r"^\d\d:\d\d$", description="Daily run time, plan time zone")
     site_check: SiteCheck = SiteCheck()
+    intake: IntakeRules = IntakeRules()
     stages: list[Stage] = Field(min_length=1)
 
     @field_validator("timezone")

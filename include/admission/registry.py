@@ -45,8 +45,41 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("accounts", ("operators", "accounts"), "check_accounts", "учетные записи операторов, выданные РЦОКО"),
     Check("school_data", ("school_cards", "first_grade_classes", "operators"), "check_school_data",
           "карточка ОО и 1-е классы", form=("school_cards", "first_grade_classes")),
-    Check("approvals", ("approvals",), "check_approvals", "утверждение сведений МООУСО"),
+    Check("approvals", ("approvals",), "check_approvals", "утверждение сведений МООУСО", form=("approvals",)),
 )}
+
+
+@dataclass(frozen=True)
+class MailRight:
+    """Who may change a dataset by mail, with a signed form (contract section 6)."""
+
+    kinds: tuple[str, ...]  # kinds of organizations whose form may carry the dataset
+    scope: str = "own"  # "own": rows of the form's organization; "schools": rows of the schools it supervises
+
+
+# Contract section 6: an ОО/ДОУ its own informing, meetings, operators, school card and first classes; a МООУСО
+# its module staff and the approvals of its own schools; nobody the registry (``organizations``), which only the
+# admin's data folder changes, nor the accounts that РЦОКО issues. A dataset not listed here is never read from
+# mail, whatever a form or a sheet says.
+MAIL_RIGHTS: dict[str, MailRight] = {
+    "informing": MailRight(("ОО", "ДОУ")),
+    "operators": MailRight(("ОО",)),
+    "school_cards": MailRight(("ОО",)),
+    "first_grade_classes": MailRight(("ОО",)),
+    "module_staff": MailRight(("МООУСО",)),
+    "approvals": MailRight(("МООУСО",), scope="schools"),
+}
+
+
+def mail_datasets(kind: str) -> tuple[str, ...]:
+    """The datasets an organization of this kind may submit by mail (the sheets its form may have)."""
+    return tuple(name for name, right in MAIL_RIGHTS.items() if kind in right.kinds)
+
+
+def form_owner_kind(dataset: str) -> str:
+    """"own" or "schools": whose rows the dataset's sheet holds in a form (``MAIL_RIGHTS``)."""
+    right = MAIL_RIGHTS.get(dataset)
+    return right.scope if right else "own"
 
 # The operator request to РЦОКО is about the stages whose checks these are (list, then accounts).
 REQUEST_CHECKS = ("operators", "accounts")

@@ -29,6 +29,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     inspect,
     select,
 )
@@ -149,11 +150,24 @@ intake = Table(
     Column("org_id", String(64)),
     Column("result", JSON),  # what was accepted and refused (file, row, column), the way it was identified
     Column("updated_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),  # the sender's Date: (clamped to received_at): decides between two replies
+)
+
+# Every form the monitor mailed (admission.mail.forms): a newer one for the same organization and datasets
+# supersedes an older one after the plan's ``intake.superseded_after_days``.
+issued_form = Table(
+    "admission_issued_form",
+    metadata,
+    Column("plan_id", String(64), primary_key=True),
+    Column("org_id", String(64), primary_key=True),
+    Column("datasets", String(200), primary_key=True),  # comma-separated, sorted
+    Column("issued_on", Date, primary_key=True),
+    Column("expires_on", Date, nullable=False),
 )
 
 # Columns added after a table was first created: (table, column, SQL type). ``create_all`` creates missing
 # tables only, so a store from an earlier version gets them here, once, when it is opened.
-_ADDED_COLUMNS = [(stage_result, "evidence", "TEXT")]
+_ADDED_COLUMNS = [(stage_result, "evidence", "TEXT"), (intake, "sent_at", "TIMESTAMP")]
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -389,3 +403,26 @@ def latest_site_checks(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
     with engine_for(url).connect() as conn:
         rows = conn.execute(query).mappings().all()
     return _site_frame(rows)
+
+
+def record_issued_forms(url: str, plan_id: str, forms: list[tuple[str, tuple[str, ...], dt.date, dt.date]]) -> None:
+    """Remember the forms mailed: (org_id, datasets, issued_on, expires_on); a form issued twice is kept once."""
+    if not forms:
+        return
+    rows = {(org, ",".join(sorted(ds)), issued): expires for org, ds, issued, expires in forms}
+    with engine_for(url).begin() as conn:
+        have = {(r.org_id, r.datasets, r.issued_on) for r in conn.execute(
+            select(issued_form.c.org_id, issued_form.c.datasets, issued_form.c.issued_on)
+            .where(issued_form.c.plan_id == plan_id, issued_form.c.org_id.in_({k[0] for k in rows})))}
+        new = [{"plan_id": plan_id, "org_id": k[0], "datasets": k[1], "issued_on": k[2], "expires_on": v}
+               for k, v in rows.items() if k not in have]
+        if new:
+            conn.execute(insert(issued_form), new)
+
+
+def issued_forms(url: str, plan_id: str, org_id: str) -> list[tuple[tuple[str, ...], dt.date]]:
+    """(datasets, issued_on) of every form mailed to an organization."""
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(issued_form.c.datasets, issued_form.c.issued_on)
+                            .where(issued_form.c.plan_id == plan_id, issued_form.c.org_id == org_id)).all()
+    return [(tuple(d for d in r.datasets.split(",") if d), r.issued_on) for r in rows]

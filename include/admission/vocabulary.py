@@ -75,5 +75,7 @@ class IntakeOutcome(StrEnum):
     ACCEPTED = "accepted"
     PARTIAL = "partial"
     REJECTED = "rejected"
-    UNKNOWN = "unknown"  # no form and a sender no organization has: no reply
+    UNKNOWN = "unknown"  # no valid form and a sender no organization has: no reply
+    NO_FORM = "no_form"  # no valid form, from an organization's own address: nothing changed, a fresh form sent
     DUPLICATE = "duplicate"  # the same Message-ID delivered again
+    QUARANTINED = "quarantined"  # failed MAX_ATTEMPTS times: set aside for the admin, the mailbox goes on

@@ -161,9 +161,11 @@ class Workbook:
 
     def add_sheet(self, title: str, header: list[str], rows: Iterable[Iterable[object]],
                   widths: list[int] | None = None, choices: dict[int, tuple[str, ...]] | None = None,
-                  date_columns: Iterable[int] = (), form_rows: int = 0) -> str:
+                  date_columns: Iterable[int] = (), form_rows: int = 0, suggestions: Iterable[int] = ()) -> str:
         """``choices``: column index -> the values of its drop-down list; ``date_columns``: columns whose empty
-        cells are formatted as dates; both cover ``form_rows`` rows below the header (a form to fill in)."""
+        cells are formatted as dates; both cover ``form_rows`` rows below the header (a form to fill in).
+        ``suggestions``: columns of ``choices`` whose list only suggests (Excel warns about another value and
+        keeps it, error style «warning»); the other lists refuse a value not on them (style «stop»)."""
         rows = list(rows)
         if len(rows) + 1 > MAX_ROWS:
             raise ValueError(f"sheet «{title}»: {len(rows)} rows do not fit in one Excel sheet")
@@ -203,8 +205,11 @@ class Workbook:
             chunk.append(f'</sheetData><autoFilter ref="A1:{last}"/>')
             if choices:
                 end = max(form_rows, len(rows)) + 1
+                soft = set(suggestions)
                 chunk.append(f'<dataValidations count="{len(choices)}">' + "".join(
-                    '<dataValidation type="list" allowBlank="1" showErrorMessage="1" '
+                    '<dataValidation type="list" '
+                    + ('errorStyle="warning" ' if i in soft else "")
+                    + 'allowBlank="1" showErrorMessage="1" '
                     f'sqref="{letters[i]}2:{letters[i]}{end}"><formula1>'
                     + escape('"' + ",".join(v.replace('"', "") for v in values) + '"') + "</formula1></dataValidation>"
                     for i, values in sorted(choices.items())) + "</dataValidations>")

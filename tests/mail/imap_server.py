@@ -104,11 +104,12 @@ service imap-login {{
         path = self.folder / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def conn_json(self) -> str:
+    def conn_json(self, **extra) -> str:
+        """The Airflow connection (``AIRFLOW_CONN_ADMISSION_IMAP``); ``extra``: e.g. ``ca_bundle=...``."""
         import json
 
         return json.dumps({"conn_type": "imap", "host": "127.0.0.1", "port": self.port, "login": self.user,
-                           "password": self.password, "extra": {"use_ssl": True, "ssl_context": "default"}})
+                           "password": self.password, "extra": {"use_ssl": True, **extra}})
 
     def client(self, ca: Path):
         import imaplib

@@ -1,15 +1,19 @@
 """Configuration read inside tasks (never at parse time): Variables and Connections.
 
 Variables: ``admission_data_dir`` (required), ``admission_output_dir``
-(default ``$AIRFLOW_HOME/admission``). Connections: ``admission_db`` (optional
-SQLAlchemy URL of the project's store), ``admission_smtp`` (optional SMTP).
+(default ``$AIRFLOW_HOME/admission``), ``admission_form_secret`` (the forms' key, masked), ``admission_site_check``.
+Connections: ``admission_db`` (optional SQLAlchemy URL of the project's store), ``admission_smtp`` (optional
+SMTP), ``admission_imap`` (optional: the mailbox the forms come back to).
 All can come from the environment (``AIRFLOW_VAR_*``, ``AIRFLOW_CONN_*``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from airflow.sdk import Variable
@@ -22,6 +26,9 @@ try:  # Airflow 3.x
     from airflow.sdk.exceptions import AirflowNotFoundException
 except ImportError:  # pragma: no cover
     from airflow.exceptions import AirflowNotFoundException
+
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -58,8 +65,6 @@ def site_check() -> dict:
     ``{"enabled": false}`` switches the website check off; ``ca_bundle``: a PEM file of extra CAs (the national
     certification authority); ``connect_timeout``/``read_timeout``/``retries``; ``allow_hosts``: "host" or
     "host:port" entries that may be on loopback or a private network — for tests and the demo only."""
-    import json
-
     value = Variable.get("admission_site_check", default=None)
     if not value:
         return {}
@@ -72,20 +77,67 @@ def site_check() -> dict:
     return parsed
 
 
-def imap_hook():
-    """Airflow's IMAP hook on the connection ``admission_imap``; TLS with certificate verification is required
-    (the provider's ``use_ssl`` and ``ssl_context: default``, its defaults): a connection that turns either
-    off is refused, since it would carry the mailbox's password and the schools' data unprotected."""
-    from airflow.providers.imap.hooks.imap import ImapHook
+@contextmanager
+def imap_client():
+    """A logged-in IMAP client on the connection ``admission_imap`` (None when it is not defined), over TLS with
+    the server's certificate and name verified (admission.tls): ``ca_bundle`` in the extras adds a PEM file of CAs
+    to the system's. The client is made here, not by Airflow's IMAP hook, because the hook turns verification off
+    whenever the global ``[email] ssl_context`` says ``none``; a connection whose extras ask for no TLS
+    (``"use_ssl": false``) or no verification (``"ssl_context": "none"``) is refused: it would carry the
+    mailbox's password and the schools' data unprotected. Extras: ``ca_bundle``, ``timeout`` (seconds, 60)."""
+    import imaplib
+
+    from admission.tls import verified_context
 
     conn = get_connection("admission_imap")
     if conn is None:
-        return None
+        yield None
+        return
     extra = conn.extra_dejson
     if str(extra.get("use_ssl", True)).lower() in ("false", "0", "no") or extra.get("ssl_context") == "none":
         raise ConfigError("connection admission_imap must use TLS with certificate verification: remove "
-                          '"use_ssl": false and "ssl_context": "none" from its extras')
-    return ImapHook(imap_conn_id="admission_imap")
+                          '"use_ssl": false and "ssl_context": "none" from its extras (add "ca_bundle" for a CA of '
+                          "your own)")
+    bundle = extra.get("ca_bundle")
+    if bundle and not Path(str(bundle)).is_file():
+        raise ConfigError(f"connection admission_imap: ca_bundle {bundle} is not a file")
+    client = imaplib.IMAP4_SSL(conn.host or "localhost", int(conn.port or 993),
+                               ssl_context=verified_context(str(bundle) if bundle else None),
+                               timeout=float(extra.get("timeout") or 60))
+    try:
+        if conn.login:
+            client.login(conn.login, conn.password or "")
+        yield client
+    finally:
+        try:
+            client.logout()
+        except (OSError, imaplib.IMAP4.error):
+            pass
+
+
+def form_secret() -> str | None:
+    """The forms' signing key (admission.mail.forms.form_keys): the Variable ``admission_form_secret`` — a key, or
+    ``{"current": …, "previous": …, "previous_until": "YYYY-MM-DD"}`` during a rotation. Airflow masks a
+    Variable whose name says «secret» in the UI, the API and the logs; the keys inside the JSON are masked in
+    the logs here too. The first version's ``admission_form_key`` (shown in clear) is still read, with a warning."""
+    from airflow.sdk.log import mask_secret
+
+    value = Variable.get("admission_form_secret", default=None)
+    if not value:
+        value = Variable.get("admission_form_key", default=None)
+        if value:
+            log.warning("Variable admission_form_key is shown in clear in the Airflow UI and API: move its value to "
+                        "admission_form_secret (masked) and delete it")
+    if value:
+        mask_secret(value)
+        try:
+            parsed = json.loads(value) if value.strip().startswith("{") else {}
+        except ValueError:
+            parsed = {}
+        for name in ("current", "previous"):
+            if isinstance(parsed, dict) and parsed.get(name):
+                mask_secret(str(parsed[name]))
+    return value or None
 
 
 def get_connection(conn_id: str):
@@ -186,4 +238,4 @@ def settings(need_data: bool = False, sender=None):
         _, sender = smtp_or_defaults()
     return Settings(data_dir=data_dir() if need_data else None, output_dir=output_dir(), store_url=store_url(),
                     from_email=sender.from_email, from_name=sender.from_name,
-                    form_key=Variable.get("admission_form_key", default=None))
+                    form_key=form_secret())

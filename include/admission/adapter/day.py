@@ -174,3 +174,45 @@ def _run_all(runs: list, day: dt.date, dry_run: bool) -> list[str]:
         if "success" not in state:
             failed.append(f"{dag.dag_id}: {state}")
     return failed
+
+
+def run_intake(date_text: str | None, dry_run: bool = False) -> int:
+    """`make intake`: the ``intake_<plan>`` DAG of every plan covering the date (today in the plan's time zone by
+    default) through Airflow, once — what the schedule does every 15 minutes of working hours — then what became
+    of the messages."""
+    from admission.adapter.config import get_connection, store_url
+    from admission.adapter.factory import intake_dag_id
+    from admission.mail.intake import day_rows, described
+    from admission.plan import load_valid_plans
+
+    logging.getLogger("airflow").setLevel(logging.WARNING)
+    plans = load_valid_plans()[0]
+    if get_connection("admission_imap") is None:
+        print("Подключение admission_imap не задано: почтовый ящик не читается. Как его задать — README, "
+              "«Mailbox intake».")
+        return 2
+    bag = _dag_bag()
+    failed = []
+    for plan in plans:
+        day = dt.date.fromisoformat(date_text) if date_text else dt.datetime.now(plan.tz).date()
+        if not plan.covers(day) or plan.status == "example":
+            continue
+        dag = bag.get_dag(intake_dag_id(plan))
+        print(f"running {dag.dag_id} for {day} ...", flush=True)
+        run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": day.isoformat(), "dry_run": dry_run})
+        if "success" not in str(getattr(run, "state", "")):
+            failed.append(dag.dag_id)
+        rows = described(day_rows(store_url(), plan.id, day), plan)
+        print(f"\nКампания {plan.id}: писем прочитано за {day.isoformat()} — {len(rows)}")
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["outcome_ru"]] = counts.get(r["outcome_ru"], 0) + 1
+        for label, n in sorted(counts.items()):
+            print(f"  {label}: {n}")
+        if rows:
+            print("  подробно (от кого, что принято и почему не принято) — на странице кампании и в отчете, "
+                  "лист «Почта»")
+    if failed:
+        print("\nFAILED DAG runs: " + ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0

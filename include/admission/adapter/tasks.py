@@ -108,12 +108,11 @@ def _mailbox(plan: Plan, as_of: dt.date, work) -> dict:
     """``work(settings, day, client)`` on the mailbox of ``admission_imap``; skipped when it is not configured."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    hook = config.imap_hook()
-    if hook is None:
-        raise AirflowSkipException("подключение admission_imap не задано: почтовый ящик для ответов не читается "
-                                   "(см. README, «Mailbox intake»)")
-    with hook as connected:
-        return work(config.settings(), as_of, connected.mail_client)
+    with config.imap_client() as client:
+        if client is None:
+            raise AirflowSkipException("подключение admission_imap не задано: почтовый ящик для ответов не читается "
+                                       "(см. README, «Mailbox intake»)")
+        return work(config.settings(), as_of, client)
 
 
 def read_mailbox(plan: Plan, as_of: dt.date) -> dict:

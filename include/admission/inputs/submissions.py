@@ -1,9 +1,13 @@
 """Mail submissions as the snapshot's input: the rows a form brought, one CSV per message, every version kept.
 
-``<output>/intake/<dataset>/<org_id>/<received>_<message>.csv`` (UTF-8, the contract's English keys), written
+``<output>/intake/<dataset>/<org_id>/<sent>_<message>.csv`` (UTF-8, the contract's English keys), written
 atomically under a name derived from the message, so a retry writes the same file once; the admin's data folder
-is never written. The snapshot takes, per organization and dataset, the newer of the data folder's file and the
-newest submission (:func:`merge`). The mailbox side (reading, checking, receipts) is :mod:`admission.mail.intake`.
+is never written. The name starts with the time the sender sent it, so the newest by name is the reply sent
+last, whatever order the mailbox gave them in. Beside it, ``<same name>.json`` says where the rows came from
+(the answer and the form's sheet, and each row's row number on that sheet), so a finding about a submitted row
+names the sheet and row the official sees, not this file. The snapshot takes, per organization and dataset,
+the newer of the data folder's file and the newest submission (:func:`merge`). The mailbox side (reading,
+checking, receipts) is :mod:`admission.mail.intake`.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import logging
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -43,12 +49,21 @@ def submission_path(root: Path, dataset: str, org_id: str, received_at: dt.datet
     return root / dataset / safe_org / f"{received_at:%Y%m%dT%H%M%S}_{digest}.csv"
 
 
-def write_submission(root: Path, dataset: str, org_id: str, received_at: dt.datetime, message_id: str, frame) -> Path:
-    """The accepted rows as a new version (the name is the message's, so a retry writes the same file once)."""
+def write_submission(root: Path, dataset: str, org_id: str, received_at: dt.datetime, message_id: str, frame,
+                     source: str | None = None, rows: list[int] | None = None) -> Path:
+    """The accepted rows as a new version (the name is the message's, so a retry writes the same file once).
+    ``received_at``: the time that orders versions (the intake passes the time the reply was sent); ``source``
+    and ``rows``: the sheet and its row numbers, recorded beside the file for the findings."""
     path = submission_path(root, dataset, org_id, received_at, message_id)
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    if source is not None:  # written first: a file without its sidecar is still readable (its own rows then)
+        side = path.with_suffix(".json")
+        tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"source": source, "rows": [int(r) for r in rows or []]}, ensure_ascii=False),
+                       encoding="utf-8")
+        os.replace(tmp, side)
     keys = DATASETS[dataset].keys
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter=";", lineterminator="\n")
@@ -78,6 +93,24 @@ def newest_submissions(root: Path) -> dict[tuple[str, str], Path]:
     return out
 
 
+def newest_sent(root: Path, dataset: str, org_id: str) -> dt.datetime | None:
+    """When the newest submission of an organization's dataset was sent (naive UTC), or None."""
+    path = submission_path(root, dataset, org_id, dt.datetime(2000, 1, 1), "").parent
+    if not path.is_dir():
+        return None
+    names = sorted(p.name for p in path.glob("*.csv") if not p.name.startswith("."))
+    return received_of(path / names[-1]).replace(tzinfo=None) if names else None
+
+
+def _source(path: Path) -> tuple[str | None, list[int]]:
+    """The sidecar of a submission: (the sheet it came from, its row numbers), or (None, []) without one."""
+    try:
+        side = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        return str(side["source"]), [int(r) for r in side.get("rows") or []]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, []
+
+
 def received_of(path: Path) -> dt.datetime:
     return dt.datetime.strptime(path.name.split("_", 1)[0], "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
 
@@ -101,8 +134,17 @@ def merge(data, root: Path, files: list, limits: Limits) -> list[dict]:
         except Exception as exc:  # noqa: BLE001 (our own file; a broken one costs that submission only)
             log.warning("submission %s not read: %s", path.name, exc)
             continue
-        rel = f"почта/{name}/{org_id}/{path.name}"
+        source, numbers = _source(path)
+        rel = source or f"почта/{name}/{org_id}/{path.name}"
+        before = len(data.findings)
         rows = read_dataset(Path("."), name, data.findings, limits, tables=[(rel, org_id, table)])
+        if numbers:  # the file's row n is the sheet's row numbers[n - 2]
+            def sheet_row(n: int | None, numbers: list[int] = numbers) -> int | None:
+                return numbers[n - 2] if n is not None and 0 <= n - 2 < len(numbers) else n
+
+            rows["_row"] = [sheet_row(int(n)) for n in rows["_row"].tolist()]
+            data.findings[before:] = [replace(f, row=sheet_row(f.row)) if f.file == rel else f
+                                      for f in data.findings[before:]]
         merged = pd.concat([frame[~mine], rows], ignore_index=True) if len(rows) else frame[~mine]
         merged.attrs = dict(frame.attrs, present=True)
         data.frames[name] = merged.reset_index(drop=True)

@@ -25,7 +25,6 @@ import datetime as dt
 import logging
 import smtplib
 import socket
-import ssl
 import uuid
 from dataclasses import dataclass
 from email.message import Message
@@ -36,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from admission.layout import Layout
 from admission.mail.render import recipient_of, to_wire
 from admission.store import bulk_insert, engine_for, outbox
+from admission.tls import verified_context
 from admission.vocabulary import Delivery
 
 log = logging.getLogger(__name__)
@@ -160,9 +160,10 @@ class InsecureSmtpConfig(RuntimeError):
 
 
 def tls_context(settings: SmtpSettings):
-    """Certificates and host names verified: smtplib's own default context checks neither."""
+    """Certificates and host names verified (smtplib's own default context checks neither); ``ca_bundle`` adds
+    to the system's CAs (admission.tls)."""
 
-    return ssl.create_default_context(cafile=settings.ca_bundle or None)
+    return verified_context(settings.ca_bundle)
 
 
 def _flag(value: object, default: bool) -> bool:

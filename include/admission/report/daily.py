@@ -17,7 +17,8 @@ import pandas as pd
 
 from admission import quiet_libraries
 from admission.checks.stages import SOURCE_ROW, SOURCE_SITE
-from admission.labels import FILE_CHANGE_RU, INTAKE_OUTCOME_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
+from admission.labels import FILE_CHANGE_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
+from admission.mail.intake import described
 from admission.mail.keys import digest_key
 from admission.mail.recipients import Person
 from admission.mail.render import envelope
@@ -42,7 +43,7 @@ class Report:
     undelivered: list[dict] = field(default_factory=list)  # as_of, kind, recipient, status, error (outbox.undelivered)
     files_changed: dict[str, list[str]] = field(default_factory=dict)  # added/changed/removed (the snapshot's)
     sources: list[dict] = field(default_factory=list)  # per stage with evidence: what counted (evidence_sources)
-    intake: list[dict] = field(default_factory=list)  # the day's messages of the mailbox (admission.mail.intake.day_rows)
+    intake: list[dict] = field(default_factory=list)  # the mailbox since the previous report (mail.intake.day_rows)
 
 
 def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
@@ -208,17 +209,11 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           p[["dataset", "file", "row", "column", "org_id", "message"]].itertuples(index=False, name=None),
           [20, 40, 8, 22, 16, 100])
-    write_sheet(wb, "Почта", ["Получено (UTC)", "От", "Тема", "Организация", "Итог", "Принято (набор: строк)",
-                              "Не принято"],
-                [(r["received_at"], r.get("sender") or "", r.get("subject") or "", r.get("org_id") or "",
-                  INTAKE_OUTCOME_RU.get(r.get("outcome"), r.get("outcome") or "в обработке"),
-                  "; ".join(f"{f['dataset']}: {f['rows']}" for f in (r.get("result") or {}).get("files", [])),
-                  "; ".join([*(r.get("result") or {}).get("refused", []),
-                             *(f"{p['file']}, строка {p['row']}: {p['message']}" for p in
-                               (r.get("result") or {}).get("problems", [])[:20])]
-                            + ([(r.get("result") or {}).get("reason")] if (r.get("result") or {}).get("reason") else [])))
-                 for r in report.intake],
-                [18, 30, 40, 12, 26, 30, 100])
+    write_sheet(wb, "Почта", ["Получено", "От", "Тема", "Организации", "Итог", "Принято (набор, код: строк)",
+                              "Не принято и почему"],
+                [(m["received"], m["sender"], m["subject"], m["orgs"], m["outcome_ru"], m["accepted"], m["refused"])
+                 for m in described(report.intake, report.plan)],
+                [18, 30, 40, 12, 26, 40, 100])
     write_sheet(wb, "Изменения файлов", ["Изменение", "Файл"],
                 [(FILE_CHANGE_RU[kind], path) for kind in FILE_CHANGE_RU for path in report.files_changed.get(kind, [])],
                 [14, 80])

@@ -15,9 +15,19 @@ from markupsafe import escape
 from sqlalchemy import select
 
 from admission.labels import INTAKE_OUTCOME_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
+from admission.mail.intake import day_rows, described
 from admission.plan import Plan
 from admission.schema import DATASETS
-from admission.store import engine_for, finding, intake, load_history, load_results, outbox, stage_result
+from admission.store import (
+    engine_for,
+    finding,
+    intake,
+    load_history,
+    load_results,
+    outbox,
+    previous_date,
+    stage_result,
+)
 from admission.vocabulary import Status
 
 SHOWN_ORGS = 50  # search hits listed; a code, a name or an ИНН narrows it
@@ -173,6 +183,16 @@ def answers(url: str, day: Day, org_id: str) -> list[dict]:
              "accepted": "; ".join(f"{DATASETS[f['dataset']].ru}: строк {f['rows']}"
                                    for f in (r["result"] or {}).get("files", []) if f.get("dataset") in DATASETS)}
             for r in rows]
+
+
+def mailbox(url: str, day: Day) -> dict:
+    """The mailbox since the previous report (admission.mail.intake): every message read, from whom, what became
+    of it — a message from an unknown sender or without a valid form is shown here, since nobody else hears of
+    it."""
+    since = previous_date(url, day.plan.id, day.as_of) or day.as_of
+    rows = described(day_rows(url, day.plan.id, day.as_of, since=since), day.plan)
+    attention = [r for r in rows if r["outcome"] in ("unknown", "no_form", "quarantined", "rejected")]
+    return {"since": since, "messages": rows, "attention": len(attention)}
 
 
 def progress(url: str, plan: Plan, as_of: dt.date) -> dict:
