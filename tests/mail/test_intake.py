@@ -403,6 +403,35 @@ def test_the_intake_dag_reads_the_mailbox_with_tls_verified_whatever_airflows_gl
 
 
 @pytest.mark.airflow
+def test_admission_intake_reads_the_mailbox_once_by_hand_and_says_what_became_of_the_messages(
+        airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, imap, client, plan, capsys):
+    """The README's `make intake`: without the connection it says what to set; with it, one run of the DAG."""
+    from admission import jobs
+    from admission.cli import main
+
+    from tests.helpers import set_airflow_env
+
+    set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
+    settings = jobs.Settings(data_dir=demo_dir, output_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'admission.db'}",
+                             from_email="monitor@minobr.example")
+    jobs.ingest(settings, plan, DAY)
+    jobs.check_stages(settings, plan, DAY)
+    jobs.compose_digests(settings, plan, DAY, dry_run=False)
+    notice, form = _form_of(settings)
+    imap.append(imap.ca, _reply(notice, [("form.xlsx", _fill(form, "Операторы ОО", [CHIEF]), XLSX)]))
+    imap.append(imap.ca, _reply(None, [], sender="stranger@nowhere.example"))
+    monkeypatch.delenv("AIRFLOW_CONN_ADMISSION_IMAP", raising=False)
+    assert main(["intake", DAY.isoformat()]) == 2
+    assert "admission_imap не задано" in capsys.readouterr().out
+    monkeypatch.setenv("AIRFLOW_CONN_ADMISSION_IMAP", imap.conn_json(ca_bundle=str(imap.ca)))
+    assert main(["intake", DAY.isoformat()]) == 0
+    out = capsys.readouterr().out
+    assert "писем прочитано за 2020-01-15 — 2" in out and "принято: 1" in out
+    assert "неизвестный отправитель или нет формы, без ответа: 1" in out
+    assert [m["To"] for m in smtp_sink.messages() if m["X-Admission-Kind"] == "receipt"] == [HEAD]
+
+
+@pytest.mark.airflow
 def test_the_form_secret_is_masked_and_signs_the_forms(airflow_db, monkeypatch):
     """A Variable named *_secret is one Airflow hides in its UI and API and masks in logs."""
     from admission.adapter import config
@@ -548,7 +577,9 @@ def test_the_mooyso_approves_its_own_schools_with_its_own_form_only(day, imap, c
     out = _run(day, plan, client)
     assert out["read"]["written"] == 1
     assert [p.name for p in (day.output_dir / "intake" / "approvals").iterdir()] == [SCHOOL]
-    text = _outbox(day, "receipt", MOOYSO_HEAD)[0].get_body(("plain",)).get_content()
+    receipts = _outbox(day, "receipt")
+    assert [str(m["To"]) for m in receipts] == [MOOYSO_HEAD]  # the МООУСО's data: its head, no school's
+    text = receipts[0].get_body(("plain",)).get_content()
     assert "строка 3" in text and "не относится к вашему МООУСО" in text
     jobs.ingest(day, plan, DAY)
     assert [r[1] for r in _snapshot_rows(day, plan, "approvals", SCHOOL)] == ["утверждено"]
@@ -571,6 +602,9 @@ def test_an_old_or_foreign_form_is_refused_with_a_fresh_one(day, imap, client, p
         expected = "срок действия формы истек 26.12.2019"
     elif case == "superseded":
         form = _form(day, plan, D(2020, 1, 6))
+        from admission.store import issued_forms
+
+        assert (("operators",), DAY) in issued_forms(day.store_url, plan.id, SCHOOL)  # the day's notice's form
         record_issued_forms(day.store_url, plan.id, [(SCHOOL, ("operators",), D(2020, 1, 7), D(2020, 1, 17))])
         expected = "форма заменена более новой от 07.01.2020"
     else:

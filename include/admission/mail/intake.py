@@ -64,7 +64,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, insert, select
 
-from admission.addresses import split_emails
+from admission.addresses import delivery_form, split_emails
 from admission.inputs.files import Job, Limits, parse_isolated, sheet_titles
 from admission.inputs.reader import read_dataset
 from admission.inputs.rules import validate_rows
@@ -677,6 +677,7 @@ def process_message(msg, ctx: Context, sent_at: dt.datetime, message_id: str, se
             rows = good[good["org_id"] == org]
             candidates.setdefault((ds, org), []).append(
                 {"where": where, "issued": identity.as_of, "n": n, "rows": rows, "as_sent": as_sent,
+                 "owner": identity.org_id,
                  "unchanged": as_sent or _unchanged(ctx, ds, org, rows)})
 
     files: list[dict] = []
@@ -704,7 +705,7 @@ def process_message(msg, ctx: Context, sent_at: dt.datetime, message_id: str, se
                                     source=_source_label(best["where"], sent_at, ctx.plan),
                                     rows=rows["_row"].tolist())
             files.append(entry | {"status": "accepted", "path": str(path)})
-            changed.append(org)
+            changed.append(best["owner"])  # the form's organization (a МООУСО for its schools' approvals)
     # A reply that a later reply of the sender replaced was still read correctly: it counts as answered.
     applied = [f for f in files if f["status"] in ("accepted", "unchanged", "superseded")]
     if applied and not problems and not refused:
@@ -761,7 +762,7 @@ def receipt_recipients(ctx_orgs: Organizations, row: dict) -> list[str]:
         heads_of |= set(orgs)
     for org in sorted(heads_of):
         out += [h for h in ctx_orgs.heads.get(org, []) if h not in out]
-    return out
+    return [a for a in out if delivery_form(a)]  # an address the outbox would refuse is not tried
 
 
 def render_receipt(plan, as_of: dt.date, row: dict, org_names: dict, statuses: dict[str, list[dict]],
