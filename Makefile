@@ -63,7 +63,7 @@ day: migrate
 	$(BIN)/admission day $(DATE)
 
 # make intake [DATE=YYYY-MM-DD]: read the mailbox (connection admission_imap) once, as the intake DAG does every
-# 15 minutes of working hours; answers judged on DATE (default today). README «Mailbox intake».
+# 15 minutes of working hours; answers judged on DATE (default today). README «Forms and the mailbox intake».
 intake: migrate
 	$(BIN)/admission intake $(DATE)
 

@@ -189,7 +189,7 @@ def run_intake(date_text: str | None, dry_run: bool = False) -> int:
     plans = load_valid_plans()[0]
     if get_connection("admission_imap") is None:
         print("Подключение admission_imap не задано: почтовый ящик не читается. Как его задать — README, "
-              "«Mailbox intake».")
+              "«Forms and the mailbox intake».")
         return 2
     bag = _dag_bag()
     failed = []

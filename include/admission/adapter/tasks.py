@@ -111,7 +111,7 @@ def _mailbox(plan: Plan, as_of: dt.date, work) -> dict:
     with config.imap_client() as client:
         if client is None:
             raise AirflowSkipException("подключение admission_imap не задано: почтовый ящик для ответов не читается "
-                                       "(см. README, «Mailbox intake»)")
+                                       "(см. README, «Forms and the mailbox intake»)")
         return work(config.settings(), as_of, client)
 
 
