@@ -22,6 +22,20 @@ from admission.templating import render as render_template
 
 PREFIX = "/admission"
 
+# What a browser may do with the plugin's pages. The campaign page needs nothing but its own inline styles and
+# images: no script at all, not framed by another site. Values from the data folder are escaped by the
+# templates; the policy is the second wall if one ever is not.
+PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'")
+# Great Expectations' Data Docs print unexpected cell values unescaped and load scripts from CDNs: served on the
+# Airflow origin as active content, a planted «E-mail» cell would run with the admin's session. ``sandbox``
+# gives the page an opaque origin and no scripts, so it can read nothing of Airflow's; no request leaves the
+# page (no CDN), so what shows is the static HTML GX wrote.
+DOCS_CSP = ("sandbox; default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+                    "Cross-Origin-Opener-Policy": "same-origin"}
+
 
 def _variable(name: str, default: str | None = None) -> str | None:
     """An Airflow Variable as the API server sees it (environment, secrets backends, then the metadata DB).
@@ -122,6 +136,15 @@ def create_app() -> FastAPI:
     """The app; the domain modules (pandas, the store) are imported by the routes, not when plugins load."""
     app = FastAPI(title="Мониторинг приема в 1-й класс", docs_url=None, redoc_url=None, openapi_url=None)
 
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        """Every response (pages, files, errors, the login redirect) says how a browser may treat it."""
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        return response
+
     @app.get("/", response_class=HTMLResponse)
     async def page(request: Request, plan: str | None = None, date: str | None = None, q: str | None = None,
                    org: str | None = None, mooyso: str | None = None):
@@ -207,8 +230,10 @@ def create_app() -> FastAPI:
 
     @app.get("/docs/{plan_id}/{day}/{rel:path}")
     def data_docs(plan_id: str, day: str, rel: str, _: User) -> FileResponse:
-        """The report's copy of the GX Data Docs (static HTML with its own relative links)."""
-        return FileResponse(_inside(_report_folder(plan_id, day) / DATA_DOCS, rel))
+        """The report's copy of the GX Data Docs (static HTML with its own relative links), sandboxed
+        (``DOCS_CSP``): shown, never run."""
+        return FileResponse(_inside(_report_folder(plan_id, day) / DATA_DOCS, rel),
+                            headers={"Content-Security-Policy": DOCS_CSP})
 
     return app
 
