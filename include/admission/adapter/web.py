@@ -162,6 +162,8 @@ def create_app() -> FastAPI:
         from admission.report import dashboard
 
         plans, chosen, days, as_of, url = _day(plan, date)
+        if days and as_of not in days:  # another plan chosen with the previous plan's date: its newest day
+            as_of = days[-1]
         context = {"plans": sorted(plans), "plan": chosen, "days": days, "as_of": as_of, "q": q or "",
                    "prefix": PREFIX, "trigger": f"/dags/run_day_{chosen.slug}", "stages": [], "municipalities": [],
                    "members": None, "mooyso": mooyso, "hits": None, "org": None, "chart": "", "links": {},
