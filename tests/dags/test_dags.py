@@ -48,7 +48,10 @@ def _common_policy(dag) -> None:
 def test_a_plan_dag_follows_the_policy(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     plan_id = dag_id.rsplit("_", 2)[-2] + "-" + dag_id.rsplit("_", 1)[-1]
-    assert set(dag.tags) == {"admission", f"campaign:{plan_id}"}
+    example = {"example"} if plan_id == "2027-2028" else set()  # include/plans/2027-2028.yaml: status example
+    assert set(dag.tags) == {"admission", f"campaign:{plan_id}"} | example
+    assert dag.is_paused_upon_creation is (True if example else None)
+    assert f"/admission/?plan={plan_id}" in dag.doc_md
     assert dag.doc_md and ("admission_output_dir" in dag.doc_md or "admission_smtp" in dag.doc_md)
     _common_policy(dag)
 
@@ -57,7 +60,8 @@ def test_a_plan_dag_follows_the_policy(dagbag, dag_id):
 def test_a_stage_dag_follows_the_policy(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     plan_slug, stage = dag_id.removeprefix("check_").rsplit("_stage_", 1)
-    assert set(dag.tags) == {"admission", f"campaign:{plan_slug.replace('_', '-')}", f"stage:{stage}"}
+    example = {"example"} if plan_slug == "2027_2028" else set()
+    assert set(dag.tags) == {"admission", f"campaign:{plan_slug.replace('_', '-')}", f"stage:{stage}"} | example
     assert dag.doc_md and f"Этап {stage}." in dag.doc_md
     _common_policy(dag)
 

@@ -32,7 +32,8 @@ def test_a_two_stage_plan_gets_a_dag_per_stage_and_the_days_dags(made_up):
 
 def test_its_stage_dags_are_tagged_and_documented_from_the_plan(made_up):
     dag = made_up["check_test_2_stage_7"]
-    assert set(dag.tags) == {"admission", "campaign:test-2", "stage:7"}
+    assert set(dag.tags) == {"admission", "campaign:test-2", "stage:7", "example"}  # the made-up plan is an example
+    assert dag.is_paused_upon_creation is True
     assert dag.doc_md.startswith("### Этап 7. ") and "`operators`" in dag.doc_md
     assert "Пример плана (status: example)" in dag.doc_md  # the example note comes with every DAG of such a plan
 

@@ -67,7 +67,9 @@ def ingest_dag_id(plan: Plan) -> str:
 
 
 def tags(plan: Plan, stage: Stage | None = None) -> list[str]:
-    out = ["admission", f"campaign:{plan.id}"]
+    """``admission``, ``campaign:<id>``, ``stage:<N>``; an example plan's DAGs also ``example`` (the UI's tag
+    filter hides them from the admin's list of the real campaign)."""
+    out = ["admission", f"campaign:{plan.id}"] + (["example"] if plan.status == "example" else [])
     return out + [f"stage:{stage.number}"] if stage else out
 
 
@@ -98,8 +100,9 @@ def schedule(plan: Plan) -> EventsTimetable:
 
 def plan_dag_args(plan: Plan, schedule_, tags_: list[str]) -> dict:
     """What every DAG of a plan shares: schedule, default_args, params, no catch-up, one run at a time."""
+    # An example plan's DAGs start paused: they mail nothing, and run only when an admin switches one on.
     return dict(schedule=schedule_, catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, params=params(),
-                tags=tags_)
+                tags=tags_, is_paused_upon_creation=True if plan.status == "example" else None)
 
 
 def after_stages(plan: Plan) -> list[Asset]:
