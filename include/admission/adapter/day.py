@@ -40,7 +40,7 @@ def day_runs(day: dt.date) -> list[tuple[object, object]]:
 
 def print_mail_summary(day: dt.date, plan, url: str) -> None:
     from admission.adapter.config import get_connection, layout
-    from admission.labels import MAIL_KINDS_RU
+    from admission.labels import MAIL_KINDS_RU, MAIL_STATUS_RU
     from admission.mail.outbox import outbox_counts
 
     counts = outbox_counts(url, plan.id, day)
@@ -49,7 +49,7 @@ def print_mail_summary(day: dt.date, plan, url: str) -> None:
         return
     print("Письма за день:")
     for kind, by_status in sorted(counts.items()):
-        detail = ", ".join(f"{status} {n}" for status, n in sorted(by_status.items()))
+        detail = ", ".join(f"{MAIL_STATUS_RU.get(status, status)} {n}" for status, n in sorted(by_status.items()))
         print(f"  {MAIL_KINDS_RU.get(kind, kind)} ({kind}): {sum(by_status.values())} — {detail}")
     forms = _with_forms(url, plan.id, day)
     if forms:
