@@ -71,3 +71,24 @@ def test_the_progress_chart_has_a_line_per_stage_and_a_straight_line_per_deadlin
     assert svg.startswith("<svg") and "<script" not in svg
     assert svg.count('stroke-dasharray="5,4"') == len([s for s in plan.stages if s.deadline])
     assert all(len(points) == 1 for points in data["series"].values())
+
+
+def test_the_days_mail_counts_every_kind_and_lists_what_did_not_go_out_with_its_reason(day_store, plan):
+    """The «Письма за день» block: one refused message shows its recipient, reason and organizations."""
+    import sqlite3
+
+    from admission.report import dashboard
+
+    db = day_store.store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        total = conn.execute("SELECT count(*) FROM admission_outbox WHERE as_of = ?", (DAY.isoformat(),)).fetchone()[0]
+        key, orgs = conn.execute("SELECT digest_key, orgs FROM admission_outbox WHERE kind = 'overdue' LIMIT 1").fetchone()
+        conn.execute("UPDATE admission_outbox SET status = 'refused', attempts = 1, last_error = ? WHERE digest_key = ?",
+                     ("550 5.1.1 mailbox unavailable", key))
+    mail = dashboard.day_mail(day_store.store_url, dashboard.Day.load(day_store.store_url, plan, DAY))
+    assert mail["total"] == total == sum(k["total"] for k in mail["kinds"])
+    overdue = next(k for k in mail["kinds"] if k["kind"] == "overdue")
+    assert ("отклонено сервером", 1) in overdue["states"]
+    refused = [m for m in mail["problems"] if m["status_ru"] == "отклонено сервером"]
+    assert len(refused) == 1 and refused[0]["reason"] == "550 5.1.1 mailbox unavailable"
+    assert refused[0]["orgs"] == orgs.split(",")[:10]

@@ -167,14 +167,14 @@ def create_app() -> FastAPI:
         context = {"plans": sorted(plans), "plan": chosen, "days": days, "as_of": as_of, "q": q or "",
                    "prefix": PREFIX, "trigger": f"/dags/run_day_{chosen.slug}", "stages": [], "municipalities": [],
                    "members": None, "mooyso": mooyso, "hits": None, "org": None, "chart": "", "links": {},
-                   "mailbox": None,
+                   "mailbox": None, "day_mail": None,
                    "link": lambda **kw: f"{PREFIX}/?" + urlencode({"plan": chosen.id,
                                                                    "date": as_of.isoformat() if as_of else "", **kw})}
         if as_of is not None:
             day = dashboard.Day.load(url, chosen, as_of)
             context |= {"stages": dashboard.stages(day), "municipalities": dashboard.municipalities(day),
                         "chart": dashboard.progress_svg(dashboard.progress(url, chosen, as_of)),
-                        "mailbox": dashboard.mailbox(url, day)}
+                        "mailbox": dashboard.mailbox(url, day), "day_mail": dashboard.day_mail(url, day)}
             if mooyso:
                 context["members"] = dashboard.members(day, mooyso)
             if q:

@@ -185,6 +185,32 @@ def answers(url: str, day: Day, org_id: str) -> list[dict]:
             for r in rows]
 
 
+PROBLEM_STATES = ("refused", "failed", "pending", "sending")
+
+
+def day_mail(url: str, day: Day) -> dict:
+    """The day's outbox as the admin follows it: counts by kind and state, and every message that did not go out
+    (refused, failing, still waiting) with its reason and the organizations it is about (links to their cards)."""
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(
+            select(outbox.c.kind, outbox.c.status, outbox.c.recipient, outbox.c.orgs, outbox.c.last_error,
+                   outbox.c.attempts)
+            .where(outbox.c.plan_id == day.plan.id, outbox.c.as_of == day.as_of)
+            .order_by(outbox.c.kind, outbox.c.id)).mappings().all()
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        counts.setdefault(r["kind"], {}).setdefault(r["status"], 0)
+        counts[r["kind"]][r["status"]] += 1
+    table = [{"kind": kind, "kind_ru": MAIL_KIND_RU.get(kind, kind), "total": sum(by.values()),
+              "states": [(MAIL_STATUS_RU.get(st, st), n) for st, n in sorted(by.items())]}
+             for kind, by in sorted(counts.items())]
+    problems = [{"kind_ru": MAIL_KIND_RU.get(r["kind"], r["kind"]), "recipient": r["recipient"],
+                 "status_ru": MAIL_STATUS_RU.get(r["status"], r["status"]), "attempts": r["attempts"],
+                 "reason": (r["last_error"] or "")[:300], "orgs": [o for o in (r["orgs"] or "").split(",") if o][:10]}
+                for r in rows if r["status"] in PROBLEM_STATES][:200]
+    return {"kinds": table, "total": len(rows), "problems": problems}
+
+
 def mailbox(url: str, day: Day) -> dict:
     """The mailbox since the previous report (admission.mail.intake): every message read, from whom, what became
     of it — a message from an unknown sender or without a valid form is shown here, since nobody else hears of
