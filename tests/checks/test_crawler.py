@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 
@@ -201,3 +202,62 @@ def test_one_host_gets_one_request_at_a_time(sites):
     site = sites({f"/school{i}": page for i in range(12)})
     found = _crawler(concurrency=6).check_all(f"{site.url}/school{i}" for i in range(12))
     assert all(e.found for e in found.values()) and state["most"] == 1
+
+
+def _drip(handler):
+    """A page that sends its head, then one byte every 0.3 s: every read returns in time, the page never ends."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html; charset=utf-8")
+    handler.end_headers()
+    try:
+        handler.wfile.write(PRIEM.encode("utf-8")[:200])
+        for _ in range(100):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.3)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return None
+
+
+def test_a_page_that_drips_is_a_failed_page_within_its_budget_never_evidence(sites):
+    site = sites({"/": _drip})
+    started = time.monotonic()
+    evidence = _crawler(retries=0, page_seconds=2).check(site.url + "/")
+    assert not evidence.found and "не пришла целиком за 2 с" in evidence.reason
+    assert time.monotonic() - started < 10  # the site would drip for 30 s
+
+
+def test_a_run_stops_within_its_budget_and_says_which_sites_it_did_not_check(sites):
+    """1,000 sites of 0.5 s each need ≈30 s with 16 workers; with a 3 s budget the call returns at about 3 s."""
+    slow, _ = _in_flight(0.5)
+    hosts = [f"127.0.2.{i}" for i in range(1, 51)]
+    made = [sites({f"/s{i}": slow for i in range(20)}, host=h) for h in hosts]
+    urls = [f"{s.url}/s{i}" for s in made for i in range(20)]  # 1,000 start pages
+    crawler = _crawler(allow=set(hosts), concurrency=16, run_seconds=3)
+    started = time.monotonic()
+    found = crawler.check_all(urls)
+    took = time.monotonic() - started
+    print(f"1,000 sites × 0.5 s under a 3 s budget: returned after {took:.1f} s")
+    assert len(found) == 1000
+    checked = [e for e in found.values() if e.found]
+    skipped = [e for e in found.values() if e.unfinished]
+    assert checked and skipped and len(checked) + len(skipped) == 1000
+    assert all("истекло время проверки всех сайтов" in e.reason for e in skipped)
+    assert took < 3 + 2 + 5  # budget + read timeout + margin: never the 30 s of the whole queue
+
+
+def test_a_site_cut_short_by_the_budget_keeps_its_last_finished_check(sites):
+    import pandas as pd
+    from admission.checks.sites import check_sites
+
+    site = sites({"/": _drip})
+    url = site.url + "/"
+    previous = pd.DataFrame([{"url": url, "found": True, "page": url, "phrases": ["прием в 1 класс"], "status": 200,
+                              "pages": 1, "reason": None, "etag": None, "last_modified": None, "requests": 1,
+                              "verified_on": dt.date(2020, 1, 1), "first_found": dt.date(2019, 12, 20)}])
+    crawler = _crawler(retries=0, page_seconds=30, site_seconds=1.5)
+    (row,) = check_sites(crawler, [url], previous, dt.date(2020, 1, 15), recheck_days=7)
+    assert row["found"] and row["verified_on"] == dt.date(2020, 1, 1)  # stage 2 counts the check of 01.01
+    (fresh,) = check_sites(crawler, [url], previous.iloc[0:0], dt.date(2020, 1, 15), recheck_days=7)
+    assert not fresh["found"] and "истекло отведенное время" in fresh["reason"]

@@ -28,8 +28,9 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import NamedTuple
@@ -37,6 +38,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import requests
+import urllib3
 from charset_normalizer import from_bytes
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -67,6 +69,13 @@ class SiteCheckSettings:
     retries: int = 2
     retry_after_max: float = 30.0
     concurrency: int = 16
+    # Budgets that really stop the work (wall time, seconds): a page that has not arrived whole within
+    # ``page_seconds`` is a failed page, never evidence (a site that drips one byte every few seconds passes
+    # every read timeout); a site's check ends after ``site_seconds``; the run ends after ``run_seconds``:
+    # sites not started by then are not checked (said so), running ones stop at their next read.
+    page_seconds: float = 30.0
+    site_seconds: float = 120.0
+    run_seconds: float = 900.0
     # HTTP headers are Latin-1: the monitor names itself in English.
     user_agent: str = ("AdmissionMonitor/1.0 (regional education ministry's monitor of first-grade e-enrollment; "
                        "checks that the admission procedure is published)")
@@ -80,8 +89,8 @@ class SiteCheckSettings:
         """The plan's ``site_check`` (phrases, limits) with the installation's settings (``ca_bundle``,
         ``allow_hosts``, timeouts) from the Variable ``admission_site_check``."""
         deployment = deployment or {}
-        extra = {k: deployment[k] for k in ("connect_timeout", "read_timeout", "retries", "max_bytes")
-                 if k in deployment}
+        extra = {k: deployment[k] for k in ("connect_timeout", "read_timeout", "retries", "max_bytes",
+                                            "page_seconds", "site_seconds", "run_seconds") if k in deployment}
         return cls(phrases=tuple(tuple(p for p in g if p.strip()) for g in rule.phrases),
                    link_hints=tuple(fold(h) for h in rule.link_hints), max_pages=rule.max_pages,
                    max_depth=rule.max_depth, concurrency=rule.concurrency,
@@ -104,6 +113,7 @@ class Evidence:
     etag: str | None = None  # of the evidence page: the weekly re-check asks "changed since?"
     last_modified: str | None = None
     requests: int = 0  # HTTP requests this check made (robots.txt included)
+    unfinished: bool = False  # the time budget ended the check: it says nothing about the site
 
     def sentence(self) -> str:
         if self.found:
@@ -122,6 +132,10 @@ class Fetched(NamedTuple):
 
 class Refused(Exception):
     """A URL that must not be fetched, or a page that could not be read; the message is Russian."""
+
+
+class OutOfTime(Exception):
+    """The site's or the run's time budget is spent: the site's check ends here (not just this page)."""
 
 
 def _check_address(url: str, settings: SiteCheckSettings) -> None:
@@ -275,6 +289,7 @@ class Crawler:
         self._robots: dict[str, RobotFileParser | None] = {}
         self.requests = 0  # made, for tests and logs
         self._count_lock = threading.Lock()
+        self._run_deadline: float | None = None  # check_all's budget (time.monotonic)
 
     def _session(self):
         session = getattr(self._local, "session", None)
@@ -308,6 +323,7 @@ class Crawler:
 
         limit = max_bytes or self.settings.max_bytes
         for _ in range(6):
+            self._check_deadline()
             _check_address(url, self.settings)
             host = urlsplit(url).hostname
             with self._host_lock(host):
@@ -336,12 +352,21 @@ class Crawler:
                         url = urljoin(url, resp.headers["location"])
                         continue
                     body = bytearray()
+                    began = time.monotonic()
                     try:
-                        for chunk in resp.iter_content(65536):
+                        # read1: whatever has arrived (iter_content waits for a whole 64 KB chunk, so a page that
+                        # drips a byte at a time would never reach the budget check below).
+                        while chunk := resp.raw.read1(65536, decode_content=True):
                             body += chunk
                             if len(body) > limit:
                                 raise Refused(f"страница {url[:200]} больше {limit // 1_000_000 or 1} МБ: не читается")
-                    except requests.exceptions.RequestException as exc:
+                            if time.monotonic() - began > self.settings.page_seconds:
+                                raise Refused(f"страница {url[:200]} не пришла целиком за "
+                                              f"{self.settings.page_seconds:g} с: не учтена")
+                            self._check_deadline()
+                    except urllib3.exceptions.ReadTimeoutError as exc:
+                        raise Refused(f"сайт {url[:200]} не ответил за {self.settings.read_timeout:g} с") from exc
+                    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                         raise Refused(f"сайт {url[:200]} оборвал ответ") from exc
                     return Fetched(resp.url or url, resp.status_code, bytes(body), resp.headers.get("content-type"),
                                    resp.headers.get("etag"), resp.headers.get("last-modified"))
@@ -399,7 +424,24 @@ class Crawler:
                         etag=got.etag or previous.etag, last_modified=got.last_modified or previous.last_modified,
                         requests=getattr(self._local, "requests", 0))
 
+    def _check_deadline(self) -> None:
+        """Stop this site's work once its own or the run's budget is spent (checked before each request and
+        between the chunks of a page)."""
+        now = time.monotonic()
+        if self._run_deadline is not None and now > self._run_deadline:
+            raise OutOfTime(f"проверка прервана: истекло время проверки всех сайтов ({self.settings.run_seconds:g} с)")
+        site_deadline = getattr(self._local, "deadline", None)
+        if site_deadline is not None and now > site_deadline:
+            raise OutOfTime(f"проверка сайта прервана: истекло отведенное время ({self.settings.site_seconds:g} с)")
+
     def _crawl(self, start: str) -> Evidence:
+        self._local.deadline = time.monotonic() + self.settings.site_seconds
+        try:
+            return self._crawl_pages(start)
+        except OutOfTime as exc:
+            return Evidence(url=start, found=False, reason=f"сайт {start}: {exc}", unfinished=True)
+
+    def _crawl_pages(self, start: str) -> Evidence:
         evidence = Evidence(url=start, found=False)
         try:
             _check_address(start, self.settings)
@@ -458,10 +500,30 @@ class Crawler:
         return evidence
 
     def check_all(self, urls: Iterable[str]) -> dict[str, Evidence]:
-        """Every site, ``concurrency`` at a time."""
+        """Every site, ``concurrency`` at a time, within ``run_seconds``: when it is spent, the sites not yet
+        started are not checked (their evidence says so) and the running ones stop at their next read; the
+        call returns without waiting for a queue of sites."""
         urls = list(dict.fromkeys(urls))
-        with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
-            return dict(zip(urls, pool.map(self.check, urls), strict=True))
+        done = self.run_within_budget(self.check, urls)
+        return {u: done.get(u) or self.not_checked(u) for u in urls}
+
+    def run_within_budget(self, work, items: list) -> dict:
+        """``work(item)`` for every item, ``concurrency`` at a time, until ``run_seconds`` is spent; returns
+        item -> result for those that finished. Items not started are cancelled and running ones stop at their
+        next read (``_check_deadline``): the call never waits for a queue of sites."""
+        self._run_deadline = time.monotonic() + self.settings.run_seconds
+        pool = ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency))
+        try:
+            futures = {pool.submit(work, item): item for item in items}
+            done, _ = wait(futures, timeout=self.settings.run_seconds + self.settings.read_timeout + 5)
+            return {futures[f]: f.result() for f in done if not f.cancelled() and f.exception() is None}
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._run_deadline = None
+
+    def not_checked(self, url: str) -> Evidence:
+        return Evidence(url=url, found=False, unfinished=True, reason=(
+            f"сайт {url} не проверен: истекло время проверки всех сайтов ({self.settings.run_seconds:g} с)"))
 
 
 def _parse(body: bytes, content_type: str | None) -> _Page | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
@@ -78,6 +77,8 @@ def check_sites(crawler: Crawler, urls: list[str], previous: pd.DataFrame, as_of
                 evidence = crawler.recheck(_evidence(prev))
         if evidence is None:
             evidence = crawler.check(url)
+        if evidence.unfinished:
+            return carried(url, prev, evidence)
         first = prev.get("first_found") if prev else None
         if evidence.found and (first is None or first > as_of):
             first = as_of
@@ -86,8 +87,24 @@ def check_sites(crawler: Crawler, urls: list[str], previous: pd.DataFrame, as_of
                 "last_modified": evidence.last_modified, "requests": evidence.requests,
                 "verified_on": verified if evidence.found else None, "first_found": first}
 
-    with ThreadPoolExecutor(max_workers=max(1, crawler.settings.concurrency)) as pool:
-        return list(pool.map(one, urls))
+    done = crawler.run_within_budget(one, urls)  # the plan's run budget: the day never waits for a slow crawl
+    return [done.get(u) or carried(u, before.get(u), crawler.not_checked(u)) for u in urls]
+
+
+def carried(url: str, prev: dict | None, evidence: Evidence) -> dict:
+    """A site whose check the time budget cut short: its last finished check stands (its date kept in
+    ``verified_on``, so stage 2 says of which day), with today's reason beside it; without one, not found."""
+    if prev is None:
+        return {"url": url, "found": False, "page": None, "phrases": [], "status": None, "pages": evidence.pages,
+                "reason": evidence.reason, "etag": None, "last_modified": None, "requests": evidence.requests,
+                "verified_on": None, "first_found": None}
+    when = prev.get("verified_on")
+    note = f"{evidence.reason}; учтена прежняя проверка" + (f" от {when:%d.%m.%Y}" if when else "")
+    keys = ("url", "found", "page", "phrases", "status", "pages", "etag", "last_modified", "verified_on", "first_found")
+    return {k: prev.get(k) for k in keys} | {"url": url, "found": bool(prev.get("found")),
+                                             "phrases": list(prev.get("phrases") or []),
+                                             "reason": None if prev.get("found") else note,
+                                             "requests": evidence.requests}
 
 
 def organization_evidence(checks: pd.DataFrame, orgs: pd.DataFrame) -> pd.DataFrame:
