@@ -361,11 +361,10 @@ def test_the_form_carries_a_verifiable_identity_and_lists(day, plan):
     assert str(REPO)  # the repository is where the plans come from
 
 
-@pytest.mark.airflow
-def test_the_intake_dag_reads_the_mailbox_with_tls_verified_whatever_airflows_global_ssl_context_says(
-        airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, imap, client, plan):
+def _reply_in_airflows_day(monkeypatch, demo_dir, tmp_path, smtp_sink, imap, plan) -> None:
+    """The demo day judged and mailed in the folders Airflow's tasks use (set_airflow_env), and the school's
+    filled form in the INBOX."""
     from admission import jobs
-    from airflow.dag_processing.dagbag import DagBag
 
     from tests.helpers import set_airflow_env
 
@@ -377,6 +376,15 @@ def test_the_intake_dag_reads_the_mailbox_with_tls_verified_whatever_airflows_gl
     jobs.compose_digests(settings, plan, DAY, dry_run=False)
     notice, form = _form_of(settings)
     imap.append(imap.ca, _reply(notice, [("form.xlsx", _fill(form, "Операторы ОО", [CHIEF]), XLSX)]))
+
+
+@pytest.mark.airflow
+def test_the_intake_dag_reads_the_mailbox_with_tls_verified_whatever_airflows_global_ssl_context_says(
+        airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, imap, client, plan):
+    from airflow.dag_processing.dagbag import DagBag
+
+
+    _reply_in_airflows_day(monkeypatch, demo_dir, tmp_path, smtp_sink, imap, plan)
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["intake_2020_2021"]
     for task in dag.tasks:
         task.retries = 0
@@ -406,19 +414,10 @@ def test_the_intake_dag_reads_the_mailbox_with_tls_verified_whatever_airflows_gl
 def test_admission_intake_reads_the_mailbox_once_by_hand_and_says_what_became_of_the_messages(
         airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, imap, client, plan, capsys):
     """The README's `make intake`: without the connection it says what to set; with it, one run of the DAG."""
-    from admission import jobs
     from admission.cli import main
 
-    from tests.helpers import set_airflow_env
 
-    set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
-    settings = jobs.Settings(data_dir=demo_dir, output_dir=tmp_path, store_url=f"sqlite:///{tmp_path / 'admission.db'}",
-                             from_email="monitor@minobr.example")
-    jobs.ingest(settings, plan, DAY)
-    jobs.check_stages(settings, plan, DAY)
-    jobs.compose_digests(settings, plan, DAY, dry_run=False)
-    notice, form = _form_of(settings)
-    imap.append(imap.ca, _reply(notice, [("form.xlsx", _fill(form, "Операторы ОО", [CHIEF]), XLSX)]))
+    _reply_in_airflows_day(monkeypatch, demo_dir, tmp_path, smtp_sink, imap, plan)
     imap.append(imap.ca, _reply(None, [], sender="stranger@nowhere.example"))
     monkeypatch.delenv("AIRFLOW_CONN_ADMISSION_IMAP", raising=False)
     assert main(["intake", DAY.isoformat()]) == 2

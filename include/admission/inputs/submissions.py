@@ -43,10 +43,14 @@ def _csv_value(value: object) -> str:
     return str(value)
 
 
+def submission_dir(root: Path, dataset: str, org_id: str) -> Path:
+    """The folder of an organization's versions of a dataset (the code made safe for a file name)."""
+    return root / dataset / re.sub(r"[^0-9A-Za-zА-Яа-яЁё_-]+", "_", org_id)[:64]
+
+
 def submission_path(root: Path, dataset: str, org_id: str, received_at: dt.datetime, message_id: str) -> Path:
-    safe_org = re.sub(r"[^0-9A-Za-zА-Яа-яЁё_-]+", "_", org_id)[:64]
     digest = hashlib.sha256(message_id.encode("utf-8", errors="replace")).hexdigest()[:12]
-    return root / dataset / safe_org / f"{received_at:%Y%m%dT%H%M%S}_{digest}.csv"
+    return submission_dir(root, dataset, org_id) / f"{received_at:%Y%m%dT%H%M%S}_{digest}.csv"
 
 
 def write_submission(root: Path, dataset: str, org_id: str, received_at: dt.datetime, message_id: str, frame,
@@ -95,7 +99,7 @@ def newest_submissions(root: Path) -> dict[tuple[str, str], Path]:
 
 def newest_sent(root: Path, dataset: str, org_id: str) -> dt.datetime | None:
     """When the newest submission of an organization's dataset was sent (naive UTC), or None."""
-    path = submission_path(root, dataset, org_id, dt.datetime(2000, 1, 1), "").parent
+    path = submission_dir(root, dataset, org_id)
     if not path.is_dir():
         return None
     names = sorted(p.name for p in path.glob("*.csv") if not p.name.startswith("."))
