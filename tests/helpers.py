@@ -248,3 +248,53 @@ class Site:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+# A «Решаем вместе» block as Госвеб puts it on every page: an iframe and a script (nothing a reader sees matches the
+# admission phrases) and links out to the portal.
+GOSWEB_WIDGET = ('<div class="pos-widget"><iframe src="https://pos.gosuslugi.ru/og/widget"></iframe>'
+                 '<script>var w = "Запись в 1 класс в электронной форме";</script>'
+                 '<a href="https://www.gosuslugi.ru/">Госуслуги</a> <a href="https://pos.gosuslugi.ru/">Решаем вместе</a>'
+                 '<p>Не убрали снег, яма на дороге, не горит фонарь? Сообщите о проблеме</p></div>')
+GOSWEB_MENU = [("/svedeniya-ob-obrazovatelnoy-organizatsii/", "Сведения об образовательной организации"),
+               ("/roditelyam-i-uchenikam/", "Родителям и ученикам"), ("/pedagogam/", "Педагогам"),
+               ("/novosti/", "Новости"), ("/meropriyatiya/", "Мероприятия"), ("/fotogalereya/", "Фотогалерея"),
+               ("/kontakty/", "Контакты"), ("/obrascheniya/", "Обращения граждан"), ("/vakansii/", "Вакансии"),
+               ("/search/", "Поиск"), ("/special/", "Версия для слабовидящих")]
+
+
+def gosweb_pages(leaf: str = "/roditelyam-i-uchenikam/poleznaya-informatsiya/buduschim-pervoklassnikam/",
+                 middle: str = "/roditelyam-i-uchenikam/poleznaya-informatsiya/", news: int = 24,
+                 answer: str | None = None) -> dict:
+    """A school site shaped like Госвеб's: a menu of 11 sections, ``news`` news items whose titles speak to parents
+    («Родителям о каникулах»), the widget on every page, and the admission information three links deep
+    (home → «Родителям и ученикам» → «Полезная информация» → «Будущим первоклассникам»): 30+ links per page."""
+
+    def page(title: str, *links: tuple[str, str], body: str = "") -> tuple[int, dict, str]:
+        menu = " ".join(f'<a href="{h}">{t}</a>' for h, t in GOSWEB_MENU)
+        items = " ".join(f'<a href="/novosti/{i}/">Родителям о событиях недели {i}: прием у врача, классный час</a>'
+                         for i in range(1, news + 1))
+        own = " ".join(f'<a href="{h}">{t}</a>' for h, t in links)
+        return (200, {}, f"<html><head><title>{title}</title></head><body><nav>{menu}</nav><main><h1>{title}</h1>"
+                         f"{own}{body}</main><aside>{items}</aside>{GOSWEB_WIDGET}</body></html>")
+
+    pages = {
+        "/": page("МБОУ «Школа № 1»", body="<p>Добро пожаловать на официальный сайт школы</p>"),
+        "/roditelyam-i-uchenikam/": page("Родителям и ученикам", (middle, "Полезная информация"),
+                                         ("/roditelyam-i-uchenikam/raspisanie/", "Расписание уроков"),
+                                         ("/roditelyam-i-uchenikam/pitanie/", "Питание")),
+        middle: page("Полезная информация", (leaf, "Будущим первоклассникам"),
+                     ("/roditelyam-i-uchenikam/poleznaya-informatsiya/bezopasnost/", "Безопасность")),
+        leaf: answer or page("Будущим первоклассникам",
+                             body="<p>Прием в 1 класс на 2026/27 учебный год. Заявление можно подать в электронной "
+                                  "форме через портал Госуслуг.</p>"),
+        "/svedeniya-ob-obrazovatelnoy-organizatsii/": page("Сведения об образовательной организации",
+                                                           ("/svedeniya-ob-obrazovatelnoy-organizatsii/dokumenty/",
+                                                            "Документы")),
+        "/svedeniya-ob-obrazovatelnoy-organizatsii/dokumenty/": page("Документы", body="<p>Устав, лицензия</p>"),
+    }
+    for i in range(1, news + 1):
+        pages[f"/novosti/{i}/"] = page(f"Новость {i}", body="<p>Родителям: новости школы</p>")
+    for href, title in GOSWEB_MENU:
+        pages.setdefault(href, page(title))
+    return pages

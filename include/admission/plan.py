@@ -113,6 +113,16 @@ DEFAULT_SITE_PHRASES: list[list[str]] = [
 DEFAULT_LINK_HINTS: list[str] = [
     "прием", "зачислен", "первоклассник", "1 класс", "первый класс", "родителям", "полезная информация",
     "сведения об", "priem", "pervoklassnik", "roditel", "sveden", "document", "parents"]
+# Known platforms of school sites: a host suffix and the sections where such a site usually keeps the admission
+# information, asked first (each costs one page of the budget). Госвеб (``*.gosuslugi.ru``), where most Russian
+# schools' official sites have been since 2023, keeps it under «Родителям и ученикам» → «Полезная информация» →
+# «Будущим первоклассникам» and in «Сведения об образовательной организации» → «Документы». The section
+# addresses are the platform's usual ones; a region whose sites differ lists its own in the plan.
+DEFAULT_PLATFORM_PATHS: dict[str, list[str]] = {
+    ".gosuslugi.ru": ["/roditelyam-i-uchenikam/poleznaya-informatsiya/buduschim-pervoklassnikam/",
+                      "/roditelyam-i-uchenikam/poleznaya-informatsiya/",
+                      "/svedeniya-ob-obrazovatelnoy-organizatsii/dokumenty/"],
+}
 
 
 class SiteCheck(_Model):
@@ -128,6 +138,10 @@ class SiteCheck(_Model):
     max_pages: int = Field(15, ge=1, le=200)
     max_depth: int = Field(3, ge=0, le=10)
     recheck_days: int = Field(7, ge=1, le=90, description="A site found compliant is fetched again after this many days")
+    max_age_days: int = Field(7, ge=1, le=60, description="Stage 2 counts a site's newest finished check when it is "
+                                                            "at most this many days old")
+    platform_paths: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in
+                                                                         DEFAULT_PLATFORM_PATHS.items()})
     concurrency: int = Field(16, ge=1, le=128)
 
     @field_validator("phrases")

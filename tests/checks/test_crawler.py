@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.helpers import PRIEM, Site, ca_and_cert
+from tests.helpers import PRIEM, Site, ca_and_cert, gosweb_pages
 
 
 @pytest.fixture
@@ -261,3 +261,77 @@ def test_a_site_cut_short_by_the_budget_keeps_its_last_finished_check(sites):
     assert row["found"] and row["verified_on"] == dt.date(2020, 1, 1)  # stage 2 counts the check of 01.01
     (fresh,) = check_sites(crawler, [url], previous.iloc[0:0], dt.date(2020, 1, 15), recheck_days=7)
     assert not fresh["found"] and "истекло отведенное время" in fresh["reason"]
+
+
+def test_a_gosweb_site_is_read_like_a_person_reads_it_not_spent_on_its_news(sites):
+    """30+ links on every page, news titles that speak to parents, the widget everywhere: the information three
+    links deep is found within the page budget, and no news item or widget link is read."""
+    site = sites(gosweb_pages())
+    evidence = _crawler().check(site.url + "/")
+    assert evidence.found, evidence.reason
+    assert evidence.page.endswith("/buduschim-pervoklassnikam/")
+    assert not [h for h in site.hits if h.startswith(("/novosti/", "/fotogalereya", "/search", "/special"))]
+    assert evidence.pages <= 6
+
+
+def test_a_gosweb_site_with_other_section_addresses_is_still_found_by_the_links_words(sites):
+    site = sites(gosweb_pages(leaf="/parents/info/first-grade/", middle="/parents/info/"))
+    evidence = _crawler(platform_paths=(("127.0.0.1", ("/roditelyam-i-uchenikam/poleznaya-informatsiya/"
+                                                      "buduschim-pervoklassnikam/",)),)).check(site.url + "/")
+    assert evidence.found and evidence.page == site.url + "/parents/info/first-grade/"
+
+
+def test_on_a_known_platform_its_usual_section_is_asked_first(sites):
+    site = sites(gosweb_pages())
+    crawler = _crawler(platform_paths=(("127.0.0.1", ("/roditelyam-i-uchenikam/poleznaya-informatsiya/"
+                                                      "buduschim-pervoklassnikam/",)),))
+    evidence = crawler.check(site.url + "/")
+    assert evidence.found and evidence.pages == 2  # the home page, then the platform's section
+
+
+def test_a_school_that_moved_to_gosweb_is_crawled_where_it_moved(sites):
+    """The registry still names the old domain, which redirects to the new site: its pages are the site's pages."""
+    new = sites(gosweb_pages())
+    port = new.url.rsplit(":", 1)[1]
+    old = sites({"/": (301, {"Location": f"http://localhost:{port}/"}, "")})
+    evidence = _crawler(allow={"127.0.0.1", "localhost"}).check(old.url + "/")
+    assert evidence.found, evidence.reason
+    assert evidence.page == f"http://localhost:{port}/roditelyam-i-uchenikam/poleznaya-informatsiya/" \
+                           "buduschim-pervoklassnikam/"
+
+
+def test_a_2_mb_page_of_unclosed_tags_is_read_at_once_and_the_next_page_still_counts(sites):
+    """The standard library's html.parser before Python 3.11.13 takes minutes on 60 KB of this (hours on 2 MB);
+    the crawler's parser reads it at once, so the site's budget is not spent on one page."""
+    hostile = "<html><body><p>" + "<b " * 700_000
+    site = sites({"/": (200, {}, hostile + '<a href="/priem">Прием в 1 класс</a>'),
+                  "/index2": (200, {}, _link("/priem", "Прием в 1 класс")), "/priem": (200, {}, PRIEM)})
+    crawler = _crawler(site_seconds=20, page_seconds=20)
+    evidence = crawler.check(site.url + "/")
+    assert not evidence.unfinished, evidence.reason
+    evidence = crawler.check(site.url + "/index2")
+    assert evidence.found
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::a9fe:a9fe", "2002:7f00:1::1",
+                                     "2002:a00:1::1", "::ffff:10.0.0.1"])
+def test_an_ipv6_address_that_carries_an_internal_ipv4_one_is_refused(address, monkeypatch):
+    """NAT64, 6to4 and IPv4-mapped addresses reach the IPv4 address inside them."""
+    import socket
+
+    from admission.checks import crawler as mod
+
+    monkeypatch.setattr(mod.socket, "getaddrinfo",
+                        lambda host, port, **kw: [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))])
+    with pytest.raises(mod.Refused, match="внутреннюю сеть"):
+        mod.checked_address("school.example", 443, mod.SiteCheckSettings())
+    assert mod.public(__import__("ipaddress").ip_address("64:ff9b::808:808"))  # 8.8.8.8 through NAT64 is public
+
+
+def test_the_workers_proxy_environment_is_not_used(sites, monkeypatch):
+    """A proxy in the worker's environment would take the connection away from the guarded address."""
+    site = sites({"/": (200, {}, PRIEM)})
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    evidence = _crawler().check(site.url + "/")
+    assert evidence.found, evidence.reason

@@ -8,11 +8,26 @@ in Russian («не найдена … проверено 14 страниц», «
 Safety, since a site address comes from untrusted data: only http/https; the host's addresses are
 resolved and a loopback, private, link-local, multicast or reserved one is refused (so is a redirect to
 one; ``allow_hosts`` exists for tests only); redirects are followed by hand, each hop checked; a response
-is streamed and dropped past ``max_bytes``; HTML is parsed by the standard library's parser, nothing runs;
+is streamed and dropped past ``max_bytes``; HTML is parsed by libxml2 (lxml: linear in the page's size, no network,
+nothing runs — the standard library's ``html.parser`` before Python 3.11.13 is quadratic on unclosed tags, and
+one 2 MB page then costs hours);
 TLS is verified (``ca_bundle`` adds the national CA), a TLS failure is reported as such and never retried
 without verification. The check is made again when a connection is opened, on the address the connection
 then uses (:func:`_guarded_pools`), so a DNS answer that changes after the first check (DNS rebinding) cannot
-reach an internal address either.
+reach an internal address either. An IPv6 address that carries an IPv4 one (NAT64 ``64:ff9b::/96``, 6to4,
+Teredo, IPv4-mapped) is judged by the IPv4 address it reaches.
+
+Proxies: the worker's ``HTTP(S)_PROXY`` and ``.netrc`` are ignored (``trust_env = False``): through a proxy the
+connection goes to the proxy, and the rebinding guard would check the wrong address. A network that reaches
+sites only through a proxy names it in the Variable ``admission_site_check`` (``proxy``); the address is then
+still checked before every request and every redirect, but the proxy resolves the name again, so the proxy
+itself must refuse internal addresses (the README says so).
+
+How a person looks for the page: links are ranked by what their text and address say (:func:`link_score`:
+admission and first-graders first, then the sections for parents and the school's documents; news archives,
+galleries, calendars, files and logins last), and on a known platform (Госвеб, ``*.gosuslugi.ru``) its usual
+sections are asked first (``site_check.platform_paths`` in the plan). A site that moved and redirects to its
+new address (an old domain to Госвеб) is crawled on the address it moved to.
 
 Politeness: a clear User-Agent naming the monitor, robots.txt honoured, at most one request at a time per
 host, urllib3 ``Retry`` with backoff on connect errors, 429 and 5xx (``Retry-After`` honoured, capped),
@@ -23,7 +38,9 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import heapq
 import ipaddress
+import itertools
 import re
 import socket
 import ssl
@@ -32,23 +49,24 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from typing import NamedTuple
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import requests
 import urllib3
 from charset_normalizer import from_bytes
+from lxml import etree
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
-from admission.plan import DEFAULT_LINK_HINTS, DEFAULT_SITE_PHRASES
+from admission.plan import DEFAULT_LINK_HINTS, DEFAULT_PLATFORM_PATHS, DEFAULT_SITE_PHRASES
 
 DEFAULT_PHRASES: tuple[tuple[str, ...], ...] = tuple(tuple(g) for g in DEFAULT_SITE_PHRASES)
 LINK_HINTS: tuple[str, ...] = tuple(DEFAULT_LINK_HINTS)
+PLATFORM_PATHS: tuple[tuple[str, tuple[str, ...]], ...] = tuple((k, tuple(v)) for k, v in DEFAULT_PLATFORM_PATHS.items())
 
 
 LINKS_PER_PAGE = 300  # a page of a million links must not grow the queue without bound
@@ -83,6 +101,9 @@ class SiteCheckSettings:
     allow_hosts: frozenset[str] = frozenset()
     ca_bundle: str | None = None
     link_hints: tuple[str, ...] = LINK_HINTS
+    platform_paths: tuple[tuple[str, tuple[str, ...]], ...] = PLATFORM_PATHS
+    # The installation's proxy (Variable admission_site_check ``proxy``), else none: the environment's is ignored.
+    proxy: str | None = None
 
     @classmethod
     def for_plan(cls, rule, deployment: dict | None = None) -> SiteCheckSettings:
@@ -95,7 +116,9 @@ class SiteCheckSettings:
                    link_hints=tuple(fold(h) for h in rule.link_hints), max_pages=rule.max_pages,
                    max_depth=rule.max_depth, concurrency=rule.concurrency,
                    allow_hosts=frozenset(str(h) for h in deployment.get("allow_hosts") or ()),
-                   ca_bundle=deployment.get("ca_bundle") or None, **extra)
+                   platform_paths=tuple((str(k).casefold(), tuple(str(p) for p in v))
+                                        for k, v in rule.platform_paths.items()),
+                   ca_bundle=deployment.get("ca_bundle") or None, proxy=deployment.get("proxy") or None, **extra)
 
 
 @dataclass
@@ -161,9 +184,36 @@ def checked_address(host: str, port: int, settings: SiteCheckSettings, url: str 
     if host not in settings.allow_hosts and f"{host}:{port}" not in settings.allow_hosts:
         for info in infos:
             ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-            if not ip.is_global or ip.is_multicast:
+            if not public(ip):
                 raise Refused(f"адрес {(url or host)[:200]} ведет во внутреннюю сеть ({ip}): не проверяется")
     return infos[0][4][0]
+
+
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped, NAT64 (the well-known and the local-use prefix:
+    the last 32 bits), 6to4 (2002::/16), Teredo (its server and its client)."""
+    out = []
+    if ip.ipv4_mapped:
+        out.append(ip.ipv4_mapped)
+    if any(ip in net for net in _NAT64):
+        out.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour:
+        out.append(ip.sixtofour)
+    if ip.teredo:
+        out.extend(ip.teredo)
+    return out
+
+
+def public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A global unicast address, and for an IPv6 one every IPv4 address it carries is one too."""
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        return all(inner.is_global and not inner.is_multicast for inner in embedded_ipv4(ip))
+    return True
 
 
 def _guarded_pools(settings: SiteCheckSettings) -> dict:
@@ -198,40 +248,39 @@ def _guarded_pools(settings: SiteCheckSettings) -> dict:
     return {"http": HTTPPool, "https": HTTPSPool}
 
 
-class _Page(HTMLParser):
-    """Visible text and links of an HTML page (nothing is run: the standard library's parser)."""
+class Page(NamedTuple):
+    """What an HTML page says (its visible text, links and navigation left out) and its links (href, text)."""
 
-    HIDDEN = {"script", "style", "noscript", "template", "head"}
+    text: list[str]
+    links: list[tuple[str, str]]
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.text: list[str] = []
-        self.links: list[tuple[str, str]] = []
-        self._hidden = 0
-        self._link: list | None = None
 
-    def handle_starttag(self, tag, attrs):
-        if tag in self.HIDDEN:
-            self._hidden += 1
-        elif tag == "a":
-            href = dict(attrs).get("href")
-            self._link = [href, []] if href else None
-        elif tag in ("br", "p", "div", "li", "td", "h1", "h2", "h3"):
-            self.text.append(" ")
+_HIDDEN = ("script", "style", "noscript", "template", "head", "svg", "iframe")
+_NAVIGATION = ("a", "nav", "footer", "aside", "button", "select")
+# Block elements end a word: «<p>Прием</p><p>в 1 класс</p>» reads as two words, not «Приемв».
+_BLOCKS = {"br", "p", "div", "li", "td", "th", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "ul",
+           "ol", "table", "header", "footer", "nav", "main", "aside", "a"}
 
-    def handle_endtag(self, tag):
-        if tag in self.HIDDEN and self._hidden:
-            self._hidden -= 1
-        elif tag == "a" and self._link is not None:
-            self.links.append((self._link[0], " ".join(self._link[1])))
-            self._link = None
 
-    def handle_data(self, data):
-        if self._hidden:
-            return
-        self.text.append(data)
-        if self._link is not None:
-            self._link[1].append(data)
+def parse_html(text: str) -> Page:
+    """Text and links of a page by libxml2 (recovering parser, no network, comments and processing
+    instructions dropped): linear in the page's size whatever its tags, so a hostile page costs milliseconds."""
+
+    parser = etree.HTMLParser(encoding="utf-8", recover=True, no_network=True, remove_comments=True,
+                              remove_pis=True, remove_blank_text=False)
+    root = etree.fromstring(text.encode("utf-8", errors="replace"), parser)
+    if root is None:
+        return Page([], [])
+    etree.strip_elements(root, *_HIDDEN, with_tail=False)
+    links = [(a.get("href"), " ".join(" ".join(a.itertext()).split())) for a in root.iter("a") if a.get("href")]
+    # What the page says, not where it points: a menu item «Будущим первоклассникам» beside the portal's widget
+    # link «Госуслуги» is on every page of a Госвеб site and is not the information.
+    etree.strip_elements(root, *_NAVIGATION, with_tail=False)
+    for element in root.iter(*_BLOCKS):
+        element.text = " " + (element.text or "")
+        element.tail = " " + (element.tail or "")
+    words = list(root.itertext())
+    return Page(words, links)
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-]+)""", re.IGNORECASE)
@@ -307,6 +356,10 @@ class Crawler:
                     self.poolmanager.pool_classes_by_scheme = pools
 
             session = requests.Session()
+            # The environment's proxies, .netrc and CA bundle are not ours to use (see the module's docs).
+            session.trust_env = False
+            if self.settings.proxy:
+                session.proxies = {"http": self.settings.proxy, "https": self.settings.proxy}
             session.headers["User-Agent"] = self.settings.user_agent
             adapter = TrustingAdapter(max_retries=_Retry.make(self.settings))
             session.mount("http://", adapter)
@@ -442,6 +495,8 @@ class Crawler:
             return Evidence(url=start, found=False, reason=f"сайт {start}: {exc}", unfinished=True)
 
     def _crawl_pages(self, start: str) -> Evidence:
+        """Best-first: the most promising link (:func:`link_score`) is read next, shallower first among equals;
+        the start page's own site (after its redirects: a moved domain) bounds the crawl."""
         evidence = Evidence(url=start, found=False)
         try:
             _check_address(start, self.settings)
@@ -449,11 +504,11 @@ class Crawler:
             evidence.reason = str(exc)
             return evidence
         site = _site(start)
-        queue: list[tuple[int, int, str]] = [(0, 0, urldefrag(start)[0])]
-        seen = {queue[0][2]}
+        order = itertools.count()
+        queue: list[tuple[int, int, int, str]] = [(0, 0, next(order), urldefrag(start)[0])]
+        seen = {queue[0][3]}
         while queue and evidence.pages < self.settings.max_pages:
-            queue.sort(key=lambda q: (q[0], q[1]))
-            _, depth, url = queue.pop(0)
+            _, depth, _, url = heapq.heappop(queue)
             if not self.allowed(url):
                 if evidence.pages == 0:
                     evidence.reason = f"robots.txt сайта {start} запрещает проверку"
@@ -475,6 +530,15 @@ class Crawler:
                     evidence.reason = f"сайт {start} ответил ошибкой HTTP {status}"
                     return evidence
                 continue
+            if evidence.pages == 1 and _site(final) != site:  # the site moved (an old domain to Госвеб)
+                site = _site(final)
+                seen.add(urldefrag(final)[0])
+            if evidence.pages == 1:
+                for path in self.platform_paths(final):
+                    target = urljoin(final, path)
+                    if target not in seen:
+                        seen.add(target)
+                        heapq.heappush(queue, (-PLATFORM_SCORE, 1, next(order), target))
             page = _parse(got.body, got.content_type)
             if page is None:
                 continue
@@ -493,11 +557,16 @@ class Crawler:
                 except ValueError:
                     continue
                 seen.add(target)
-                hint = fold(f"{text} {target}")
-                queue.append((0 if any(h in hint for h in self.settings.link_hints) else 1, depth + 1, target))
+                heapq.heappush(queue, (-link_score(text, target, self.settings.link_hints), depth + 1, next(order),
+                                       target))
         evidence.reason = (f"на сайте {start} не найдена информация о порядке записи в 1 класс в электронной форме; "
                            f"проверено {evidence.pages} {_pages_word(evidence.pages)}")
         return evidence
+
+    def platform_paths(self, url: str) -> tuple[str, ...]:
+        """The usual sections of the platform the site runs on (by its host), else ()."""
+        host = (urlsplit(url).hostname or "").casefold()
+        return next((paths for suffix, paths in self.settings.platform_paths if host.endswith(suffix)), ())
 
     def check_all(self, urls: Iterable[str]) -> dict[str, Evidence]:
         """Every site, ``concurrency`` at a time, within ``run_seconds``: when it is spent, the sites not yet
@@ -526,22 +595,50 @@ class Crawler:
             f"сайт {url} не проверен: истекло время проверки всех сайтов ({self.settings.run_seconds:g} с)"))
 
 
-def _parse(body: bytes, content_type: str | None) -> _Page | None:
+def _parse(body: bytes, content_type: str | None) -> Page | None:
     """Text and links of an HTML or text page; None for other content or a page the parser cannot take."""
     if content_type and "html" not in content_type.casefold() and "text" not in content_type.casefold():
         return None
-    page = _Page()
     try:
-        page.feed(decode(body, content_type))
-        page.close()
+        return parse_html(decode(body, content_type))
     except Exception:  # noqa: BLE001 (a page the parser cannot take is one page less, not a failed check)
         return None
-    return page
 
 
 def _visible_text(body: bytes, content_type: str | None) -> str:
     page = _parse(body, content_type)
     return " ".join(page.text) if page else ""
+
+
+# What a link's text and address say about where it leads (folded: ё as е, lower case). A person looking for the
+# admission procedure opens «Прием в 1 класс» or «Будущим первоклассникам» first, then the sections for parents
+# and the school's documents, and never the news archive, the photo gallery or a file to download.
+LINK_WORDS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (8, ("первоклассник", "прием в 1", "прием в перв", "приема в 1", "приема в перв", "зачислени", "1 класс",
+         "первый класс", "pervoklass", "buduschim", "budushhim", "priem-v-1", "priem-v-perv", "1-klass",
+         "zachislen")),
+    (4, ("родителям", "полезная информация", "поступающ", "прием", "roditel", "poleznaya", "priem", "postupayu")),
+    (2, ("сведения об образовательной", "документы", "sveden", "dokument", "document", "obrazovanie")),
+    (-6, ("новост", "архив", "галере", "фото", "видео", "календар", "событи", "анонс", "news", "archive", "arhiv",
+          "gallery", "galereya", "foto", "photo", "video", "calendar", "event", "anons", "?page=", "&page=", "/page/",
+          "print", "login", "вход", "rss", "poisk", "search", "поиск", "версия для слабовидящих", "special")),
+)
+_FILES = (".pdf", ".doc", ".docx", ".xls", ".xlsx", ".rtf", ".odt", ".zip", ".rar", ".jpg", ".jpeg", ".png", ".gif",
+          ".mp4", ".mp3")
+PLATFORM_SCORE = 9  # a platform's known section is read before any link but one that names the admission itself
+
+
+def link_score(text: str, url: str, hints: tuple[str, ...] = ()) -> int:
+    """How promising a link is: the best word group its text or address matches, plus the plan's ``link_hints``
+    (one point each); a file to download or an archive page scores below an ordinary link."""
+    said = fold(f"{text} {unquote(url)}")
+    score = max((weight for weight, words in LINK_WORDS if any(w in said for w in words)), default=0)
+    if any(w in said for w in LINK_WORDS[-1][1]):
+        score = min(score, LINK_WORDS[-1][0])
+    score += sum(1 for h in hints if h in said)
+    if urlsplit(url).path.casefold().endswith(_FILES):
+        score -= 10
+    return score
 
 
 def match(text: str, phrases: tuple[tuple[str, ...], ...]) -> list[str]:
