@@ -38,7 +38,6 @@ from admission.store import (
     load_findings,
     load_history,
     load_results,
-    load_site_checks,
     previous_date,
     record_issued_forms,
     save_operator_snapshot,
@@ -145,7 +144,8 @@ def check_stages(settings: Settings, plan: Plan, as_of: dt.date) -> dict:
 def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
     sites = None
     if CHECKS[stage.check].sites:
-        checks = load_site_checks(settings.store_url, plan.id, as_of)
+        checks = websites.recent(latest_site_checks(settings.store_url, plan.id, as_of), as_of,
+                                 plan.site_check.max_age_days)
         sites = websites.organization_evidence(checks, snap.data.frames["organizations"]) if not checks.empty else None
     outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites)
     save_stage(settings.store_url, plan.id, stage.number, as_of, outcome.results, outcome.findings)
@@ -172,7 +172,16 @@ def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: d
         where = "the plan's site_check.enabled" if not plan.site_check.enabled else "Variable admission_site_check"
         log.warning("the website check is switched off (%s): stage 2 counts informing rows only", where)
         return {"as_of": as_of.isoformat(), "skipped": f"switched off by {where}"}
-    orgs = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
+    try:  # the registry of the newest snapshot on or before the day (at night the day's own is not taken yet)
+        orgs = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
+    except snapshot.NoSnapshot:
+        if settings.data_dir is None:
+            raise
+        # The campaign's first night: no snapshot yet, so this check takes the day's (the morning's ingest then
+        # reads only the files changed since).
+        log.info("no snapshot of plan %s yet: taking the one of %s for the website check", plan.id, as_of)
+        ingest(settings, plan, as_of)
+        orgs = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
     sites = websites.sites_of(plan, orgs)
     crawler = Crawler(SiteCheckSettings.for_plan(plan.site_check, deployment))
     previous = latest_site_checks(settings.store_url, plan.id, as_of)

@@ -138,6 +138,9 @@ class SiteCheck(_Model):
     max_pages: int = Field(15, ge=1, le=200)
     max_depth: int = Field(3, ge=0, le=10)
     recheck_days: int = Field(7, ge=1, le=90, description="A site found compliant is fetched again after this many days")
+    run_at: str = Field("02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                        description="When the check runs each campaign day (the plan's time zone): at night, before "
+                                    "the day judges stage 2 on it")
     max_age_days: int = Field(7, ge=1, le=60, description="Stage 2 counts a site's newest finished check when it is "
                                                             "at most this many days old")
     platform_paths: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in

@@ -83,6 +83,8 @@ def form_owner_kind(dataset: str) -> str:
 
 # The operator request to РЦОКО is about the stages whose checks these are (list, then accounts).
 REQUEST_CHECKS = ("operators", "accounts")
+# The checks that read the website check (their stages are judged on its newest finished check).
+SITE_CHECKS = tuple(name for name, check in CHECKS.items() if check.sites)
 # The stage that issues the accounts: its deadline is the request's deadline.
 REQUEST_DEADLINE_CHECK = "accounts"
 

@@ -85,8 +85,8 @@ def test_a_compliant_site_is_reused_for_a_week_then_asked_if_changed_and_the_sta
     stage = next(s.number for s in plan.stages if s.check == "public_information")
     results = load_results(settings.store_url, plan.id, D(2019, 12, 27), [stage]).set_index("org_id")
     assert results.loc["M1", "status"] == "complete"  # no informing row at all: the site check alone
-    assert results.loc["M1", "evidence"].startswith("проверка сайта: " + uo.url + "/priem/")
-    s1 = " ".join(results.loc["S1", "missing"])
+    assert results.loc["M1", "evidence"].startswith("проверка сайта от 27.12.2019: " + uo.url + "/priem/")
+    s1 = " ".join(results.loc["S1", "missing"]) + str(load_site_checks(settings.store_url, plan.id, D(2020, 1, 16))[["url", "found", "reason", "verified_on"]].to_dict("records"))
     assert f"на сайте {school.url}/ не найдена информация" in s1 and "проверено 1 страница" in s1
     assert "адрес сайта в реестре не указан" in " ".join(results.loc["S2", "missing"])
 
@@ -123,14 +123,24 @@ def test_the_switch_and_the_allow_list_leave_stage_2_to_the_informing_rows(tmp_p
     assert not row["found"] and "внутреннюю сеть" in row["reason"] and uo.hits == []
 
 
+def _run(dag_id: str, day: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags[dag_id]
+    for task in dag.tasks:
+        task.retries = 0
+    run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": day, "dry_run": False})
+    return run, {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
 @pytest.mark.airflow
 def test_the_demo_day_counts_the_sites_and_the_overdue_notice_quotes_the_check(
         airflow_db, tmp_path, monkeypatch, smtp_sink, plan):
-    """The demo region with its websites served on loopback, the whole day through Airflow (run_day)."""
+    """The demo region with its websites served on loopback: the website check's own DAG (the campaign's first
+    night: it takes the snapshot itself), then the whole day through Airflow (run_day)."""
     from admission.store import load_results
     from admission.tools.demo import generate
     from admission.tools.demo_sites import serving
-    from airflow.dag_processing.dagbag import DagBag
     from openpyxl import load_workbook
 
     with serving(0) as base:
@@ -138,25 +148,25 @@ def test_the_demo_day_counts_the_sites_and_the_overdue_notice_quotes_the_check(
         generate(data, sites=base)
         set_airflow_env(monkeypatch, data, tmp_path / "out", smtp_sink)
         monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_SITE_CHECK", f'{{"allow_hosts": ["{base[len("http://"):]}"]}}')
-        dag = DagBag(dag_folder=str(REPO / "dags")).dags["run_day_2020_2021"]
-        run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": "2020-01-15", "dry_run": False})
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        _, sites = _run("check_websites_2020_2021", "2020-01-15")
+        run, states = _run("run_day_2020_2021", "2020-01-15")
+    assert all("success" in s for s in sites.values()), sites
     assert all("success" in s for s in states.values()), states
     stage = next(s.number for s in plan.stages if s.check == "public_information")
     results = load_results(f"sqlite:///{tmp_path / 'out' / 'admission.db'}", plan.id, D(2020, 1, 15), [stage])
     results = results.set_index("org_id")
     # ОО 9 of each МООУСО has no «сайт» row: its «Госвеб»-like site (three links deep) counts.
     assert results.loc["S109", "status"] == "complete"
-    assert results.loc["S109", "evidence"].startswith(f"проверка сайта: {base}/school9-zarechny/roditelyam")
+    assert results.loc["S109", "evidence"].startswith(f"проверка сайта от 15.01.2020: {base}/school9-zarechny/roditelyam")
     assert results.loc["S103", "evidence"] == "строка «сайт» в informing"  # site without it; the row counts
-    # МООУСО 3: neither; its overdue notice quotes what the check found.
+    # МООУСО 3: neither; its overdue notice quotes what the check found, and of which day.
     assert results.loc["M03", "status"] == "overdue"
     notices = [m for m in smtp_sink.messages() if m["X-Admission-Kind"] == "overdue"
                and "uo-svetlogorsk@" in m["To"]]
     assert len(notices) == 1
     text = notices[0].get_body(("plain",)).get_content()
-    assert (f"на сайте {base}/edu-svetlogorsk/ не найдена информация о порядке записи в 1 класс в электронной "
-            f"форме; проверено 4 страницы") in text
+    assert (f"проверка сайта от 15.01.2020: на сайте {base}/edu-svetlogorsk/ не найдена информация о порядке записи "
+            f"в 1 класс в электронной форме; проверено 4 страницы") in " ".join(text.split())
     book = load_workbook(tmp_path / "out" / "reports" / plan.id / "2020-01-15" / "report_2020-2021_2020-01-15.xlsx",
                          read_only=True)
     rows = list(book[f"Этап {stage}"].iter_rows(values_only=True))
@@ -165,11 +175,10 @@ def test_the_demo_day_counts_the_sites_and_the_overdue_notice_quotes_the_check(
 
 
 @pytest.mark.airflow
-def test_a_failed_website_check_turns_the_run_red_but_stage_2_is_judged_on_the_rows_and_mail_goes_out(
+def test_a_failed_website_check_is_its_own_red_run_and_the_day_is_judged_and_mailed_without_it(
         airflow_db, demo_dir, tmp_path, monkeypatch, smtp_sink, plan):
     from admission.checks import sites as websites
     from admission.store import load_results
-    from airflow.dag_processing.dagbag import DagBag
 
     def broken(*_a, **_k):
         raise RuntimeError("simulated failure of the website check")
@@ -177,18 +186,65 @@ def test_a_failed_website_check_turns_the_run_red_but_stage_2_is_judged_on_the_r
     monkeypatch.setattr(websites, "check_sites", broken)
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
     monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_SITE_CHECK", "{}")
-    dag = DagBag(dag_folder=str(REPO / "dags")).dags["run_day_2020_2021"]
-    for task in dag.tasks:
-        task.retries = 0
-    run = dag.test(logical_date=dt.datetime.now(dt.UTC), run_conf={"as_of": "2020-01-15", "dry_run": False})
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    assert "failed" in states["check_websites"] and "success" not in str(run.state), states
-    assert all("success" in states[t] for t in ("check_stages", "send_digests", "send_report")), states
+    sites_run, sites = _run("check_websites_2020_2021", "2020-01-15")
+    assert "failed" in sites["check_websites"] and "success" not in str(sites_run.state), sites
+    run, states = _run("run_day_2020_2021", "2020-01-15")
+    assert all("success" in s for s in states.values()), states
     stage = next(s.number for s in plan.stages if s.check == "public_information")
     results = load_results(f"sqlite:///{tmp_path / 'admission.db'}", plan.id, D(2020, 1, 15), [stage])
     m03 = " ".join(results.set_index("org_id").loc["M03", "missing"])
-    assert "автоматическая проверка сайтов в этот день не выполнялась" in m03
+    assert "законченной автоматической проверки сайтов за последние 7 дн. нет" in m03
     assert any(m["X-Admission-Kind"] == "overdue" for m in smtp_sink.messages())
+
+
+def _drip(handler):
+    """A page that sends its head, then one byte every 0.3 s: every read returns in time, the page never ends."""
+    import time
+
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html; charset=utf-8")
+    handler.end_headers()
+    try:
+        handler.wfile.write(PRIEM.encode("utf-8")[:200])
+        for _ in range(200):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.3)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def test_a_crawl_cut_short_leaves_stage_2_on_the_last_finished_check_and_says_of_which_day(tmp_path, served, plan):
+    """Day 1 both sites publish the information. A week later (the found pages are asked again) the МООУСО's site drips and the school's home page is
+    1.8 MB of unclosed tags: the crawl stops within its budget, the school's page is read at once (nothing found),
+    and stage 2 counts the МООУСО on its check of day 1, saying so."""
+    import time
+
+    from admission import jobs
+    from admission.store import load_results
+
+    pages_uo, pages_school = {"/": (200, {}, PRIEM)}, {"/": (200, {}, PRIEM)}
+    uo, school = served(pages_uo), served(pages_school)
+    school_url = school.url.replace("127.0.0.1", "localhost") + "/"  # another host: the crawler's per-host lock
+    settings = jobs.Settings(data_dir=_region(tmp_path / "data", uo.url + "/", school_url),
+                             output_dir=tmp_path / "out", store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    budget = {"allow_hosts": ["127.0.0.1", "localhost"], "page_seconds": 10, "site_seconds": 3, "run_seconds": 4, "retries": 0}
+    jobs.ingest(settings, plan, D(2020, 1, 9))
+    jobs.check_websites(settings, plan, D(2020, 1, 9), budget)
+    pages_uo["/"] = _drip
+    pages_school["/"] = (200, {}, "<html><body><p>" + "<b " * 600_000)  # 1.8 MB, under the size cap
+    jobs.ingest(settings, plan, D(2020, 1, 16))
+    began = time.monotonic()
+    summary = jobs.check_websites(settings, plan, D(2020, 1, 16), budget)
+    print(f"crawl of day 2: {time.monotonic() - began:.1f} s (budget {budget['run_seconds']} s)")
+    assert summary["sites"] == 2
+    jobs.check_stages(settings, plan, D(2020, 1, 16))
+    stage = next(s.number for s in plan.stages if s.check == "public_information")
+    results = load_results(settings.store_url, plan.id, D(2020, 1, 16), [stage]).set_index("org_id")
+    assert results.loc["M1", "status"] == "complete"
+    assert results.loc["M1", "evidence"].startswith(f"проверка сайта от 09.01.2020: {uo.url}/")
+    s1 = " ".join(results.loc["S1", "missing"])
+    assert "проверка сайта от 16.01.2020: на сайте" in s1 and "не найдена" in s1
 
 
 def test_a_store_from_before_the_evidence_column_gets_it_when_opened(tmp_path):

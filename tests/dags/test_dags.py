@@ -19,6 +19,7 @@ PLANS = ("2020_2021", "2027_2028")
 PLAN_DAG_KINDS = ("ingest", "notify", "report", "collect_operators", "run_day", "intake")
 STAGE_DAG_IDS = sorted(f"check_{plan}_stage_{n}" for plan in PLANS for n in range(1, 9))
 PLAN_DAG_IDS = sorted(f"{kind}_{p}" for p in PLANS for kind in PLAN_DAG_KINDS)
+SITE_DAG_IDS = sorted(f"check_websites_{p}" for p in PLANS)  # stage 2's website check, off the day's path
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,18 @@ def dagbag():
 
 def test_dagbag_imports_without_errors_and_yields_exactly_the_expected_dags(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {*STAGE_DAG_IDS, *PLAN_DAG_IDS}
+    assert set(dagbag.dag_ids) == {*STAGE_DAG_IDS, *PLAN_DAG_IDS, *SITE_DAG_IDS}
+
+
+@pytest.mark.parametrize("dag_id", SITE_DAG_IDS)
+def test_the_website_check_is_its_own_dag_and_no_day_waits_for_it(dagbag, dag_id):
+    slug = dag_id.removeprefix("check_websites_")
+    dag = dagbag.dags[dag_id]
+    assert set(dag.tags) >= {"admission", f"campaign:{slug.replace('_', '-')}", "stage:2"}
+    assert "не ждут" in dag.doc_md and "admission_site_check" in dag.doc_md
+    _common_policy(dag)
+    for other in (f"run_day_{slug}", f"ingest_{slug}", f"check_{slug}_stage_2", f"notify_{slug}"):
+        assert not [t for t in dagbag.dags[other].tasks if "website" in t.task_id], other
 
 
 def _common_policy(dag) -> None:

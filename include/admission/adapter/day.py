@@ -30,12 +30,19 @@ def _dag_bag():
 
 
 def day_runs(day: dt.date) -> list[tuple[object, object]]:
-    """(plan, dag) pairs to run for the date: the ``run_day_<plan>`` DAG of every plan covering it."""
-    from admission.adapter.factory import run_day_dag_id
+    """(plan, dag) pairs to run for the date, for every plan covering it: its website check
+    (``check_websites_<plan>``, within its own time budget), then ``run_day_<plan>``. Scheduled, the check runs
+    at night and the day never waits for it; by hand, one command does what the night and the morning do."""
+    from admission.adapter.factory import run_day_dag_id, site_check_dag_id
     from admission.plan import load_valid_plans
 
     bag = _dag_bag()
-    return [(plan, bag.get_dag(run_day_dag_id(plan))) for plan in load_valid_plans()[0] if plan.covers(day)]
+    runs = []
+    for plan in load_valid_plans()[0]:
+        if plan.covers(day):
+            runs += [(plan, d) for d in (bag.get_dag(site_check_dag_id(plan)), bag.get_dag(run_day_dag_id(plan)))
+                     if d is not None]
+    return runs
 
 
 def print_mail_summary(day: dt.date, plan, url: str) -> None:

@@ -21,7 +21,7 @@ from airflow.timetables.events import EventsTimetable
 from admission.adapter import tasks
 from admission.labels import ROLE_RU
 from admission.plan import Plan, Stage, load_valid_plans
-from admission.registry import REQUEST_CHECKS, stages_with
+from admission.registry import REQUEST_CHECKS, SITE_CHECKS, stages_with
 from admission.templating import render
 from admission.vocabulary import DIGEST_KINDS, MailKind
 
@@ -155,24 +155,51 @@ def build_stage_dag(plan: Plan, stage: Stage) -> DAG:
     return stage_dag()
 
 
-def snapshot_tasks(plan: Plan, day):
+def snapshot_task(plan: Plan, day):
     """The start of every day, scheduled (``ingest_<plan>``) or by hand (``run_day_<plan>``): the snapshot of the
-    data folder, then the website check (it reads the snapshot's registry), and a leaf that turns the run red when
-    that check fails. Returns (snapshot, sites)."""
+    data folder. The website check is not here: it is its own DAG (``check_websites_<plan>``), so the day never
+    waits for a crawl."""
 
     @task(task_id="read_data_folder")
     def read_data_folder(day: dict) -> dict:
         return tasks.ingest_data(plan, tasks.judged_date(day))
 
-    @task(task_id="check_websites")
-    def check_websites(day: dict) -> dict:
-        return tasks.check_websites(plan, tasks.judged_date(day))
+    return read_data_folder(day)
 
-    snapshot = read_data_folder(day)
-    sites = check_websites(day)
-    snapshot >> sites
-    sites >> EmptyOperator(task_id="websites_checked")
-    return snapshot, sites
+
+def site_check_dag_id(plan: Plan) -> str:
+    return f"check_websites_{plan.slug}"
+
+
+def site_schedule(plan: Plan) -> EventsTimetable:
+    """Every campaign day at the plan's ``site_check.run_at`` (at night: school sites are idle, and the check is
+    finished before the day's run judges stage 2 on it)."""
+    days = (plan.campaign.end - plan.campaign.start).days + 1
+    at = dt.time.fromisoformat(plan.site_check.run_at)
+    events = [dt.datetime.combine(plan.campaign.start + dt.timedelta(days=i), at, plan.tz) for i in range(days)]
+    return EventsTimetable(event_dates=events, restrict_to_events=False, presorted=True,
+                           description=f"ежедневно в {plan.site_check.run_at} ({plan.timezone})")
+
+
+def build_site_check_dag(plan: Plan) -> DAG | None:
+    """Stage 2's website check on its own, off the day's critical path: stage 2 is judged on the newest finished
+    check (its date in the evidence), and nothing of the day waits for this DAG. None when no stage reads sites."""
+    site_stages = stages_with(plan, SITE_CHECKS)
+    if not site_stages:
+        return None
+
+    @dag(dag_id=site_check_dag_id(plan), description=f"{plan.id}: проверка официальных сайтов (этап "
+                                                     f"{', '.join(str(s.number) for s in site_stages)})",
+         doc_md=doc("websites", plan, stages=site_stages),
+         **plan_dag_args(plan, site_schedule(plan), tags(plan, site_stages[0])))
+    def site_check_dag() -> None:
+        @task(task_id="check_websites")
+        def check_websites(day: dict) -> dict:
+            return tasks.check_websites(plan, tasks.judged_date(day))
+
+        check_websites(resolve_day_task(plan, from_assets=False)())
+
+    return site_check_dag()
 
 
 def build_ingest_dag(plan: Plan) -> DAG:
@@ -187,8 +214,7 @@ def build_ingest_dag(plan: Plan) -> DAG:
     def ingest_dag() -> None:
         @task(task_id="publish_snapshot", outlets=[asset], trigger_rule="all_done")
         def publish_snapshot(day: dict) -> dict:
-            """Published after the website check even when that check failed: stage 2 then counts informing rows
-            only and says the sites were not checked; the other stages are not held back. No snapshot, no event."""
+            """Published once the snapshot is written (no snapshot, no event: the run is red)."""
             from airflow.sdk.exceptions import AirflowFailException
 
             summary = get_current_context()["ti"].xcom_pull(task_ids="read_data_folder")
@@ -201,8 +227,7 @@ def build_ingest_dag(plan: Plan) -> DAG:
             return event
 
         day = resolve_day_task(plan, from_assets=False)()
-        _, sites = snapshot_tasks(plan, day)
-        sites >> publish_snapshot(day)
+        snapshot_task(plan, day) >> publish_snapshot(day)
 
     return ingest_dag()
 
@@ -310,13 +335,9 @@ def build_run_day_dag(plan: Plan) -> DAG:
         **plan_dag_args(plan, None, tags(plan)),
     )
     def run_day_dag() -> None:
-        @task(task_id="check_stages", trigger_rule="all_done")
-        def check_stages(day: dict) -> dict:
-            """Runs after the website check even when it failed (stage 2 then counts informing rows only)."""
-            from airflow.sdk.exceptions import AirflowFailException
-
-            if not get_current_context()["ti"].xcom_pull(task_ids="read_data_folder"):
-                raise AirflowFailException("снимок данных не сохранен: см. журнал задачи read_data_folder")
+        @task(task_id="check_stages")
+        def check_stages(day: dict, snapshot: dict) -> dict:
+            """Every stage on the snapshot; stage 2 on the newest finished website check (``check_websites_<plan>``)."""
             return tasks.check_stages(plan, tasks.judged_date(day))
 
         @task(task_id="summarize_day", trigger_rule="all_done")
@@ -336,9 +357,8 @@ def build_run_day_dag(plan: Plan) -> DAG:
             return checked
 
         day = resolve_day_task(plan, from_assets=False)()
-        snapshot, sites = snapshot_tasks(plan, day)
-        checked = check_stages(day)
-        sites >> checked
+        snapshot = snapshot_task(plan, day)
+        checked = check_stages(day, snapshot)
         sent = [mail_tasks(plan, day, step, upstream=checked if step.after_stages else snapshot) for step in FOLLOWUPS]
         sent >> summarize_day(checked)
 
@@ -434,6 +454,6 @@ def build_all(plans_dir: str | Path | None = None) -> dict[str, DAG]:
     for plan in load_valid_plans(plans_dir)[0]:
         built = [build_ingest_dag(plan), *(build_stage_dag(plan, s) for s in plan.ordered_stages),
                  *(build_followup_dag(plan, step) for step in FOLLOWUPS), build_run_day_dag(plan),
-                 build_intake_dag(plan)]
-        dags.update((d.dag_id, d) for d in built)
+                 build_intake_dag(plan), build_site_check_dag(plan)]
+        dags.update((d.dag_id, d) for d in built if d is not None)
     return dags

@@ -29,10 +29,11 @@ def ingest_data(plan: Plan, as_of: dt.date) -> dict:
 
 
 def check_websites(plan: Plan, as_of: dt.date) -> dict:
-    """Stage 2's website check of the day (admission.checks.sites), before the stages are judged."""
+    """Stage 2's website check (admission.checks.sites), in its own DAG: the stages take its newest finished result.
+    The data folder is configured only for the campaign's first night, when there is no snapshot to read yet."""
     from admission import jobs
 
-    return jobs.check_websites(config.settings(), plan, as_of, config.site_check())
+    return jobs.check_websites(config.settings(need_data=True), plan, as_of, config.site_check())
 
 
 def check_stage(plan: Plan, stage_no: int, as_of: dt.date) -> dict:

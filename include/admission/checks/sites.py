@@ -107,10 +107,25 @@ def carried(url: str, prev: dict | None, evidence: Evidence) -> dict:
                                              "requests": evidence.requests}
 
 
+def recent(checks: pd.DataFrame, as_of: dt.date, max_age_days: int) -> pd.DataFrame:
+    """The newest finished check of each site (``latest_site_checks``) that is at most ``max_age_days`` old on
+    ``as_of``: what stage 2 is judged on, whatever the day's crawl is doing."""
+    if checks.empty:
+        return checks
+    oldest = as_of - dt.timedelta(days=max_age_days)
+    return checks[[isinstance(d, dt.date) and d >= oldest for d in checks["as_of"]]]
+
+
+def _checked_on(row: dict) -> dt.date | None:
+    """The day the row's answer was last established: a found page's ``verified_on`` (a re-check within
+    ``recheck_days`` reuses it; a check cut short keeps it), else the day of the check."""
+    return (row.get("verified_on") if row.get("found") else None) or row.get("as_of")
+
+
 def organization_evidence(checks: pd.DataFrame, orgs: pd.DataFrame) -> pd.DataFrame:
-    """The day's site rows per organization of the registry: org_id, url, found, page, phrases, reason,
-    first_found; an organization whose site was not checked that day is absent."""
-    columns = ["org_id", "url", "found", "page", "phrases", "reason", "first_found"]
+    """The site rows per organization of the registry: org_id, url, found, page, phrases, reason, first_found and
+    checked_on (the day of the check); an organization whose site has no check is absent."""
+    columns = ["org_id", "url", "found", "page", "phrases", "reason", "first_found", "checked_on"]
     if checks.empty or "website" not in orgs:
         return pd.DataFrame(columns=columns)
     by_url = {r["url"]: r for r in checks.to_dict("records")}
@@ -119,5 +134,5 @@ def organization_evidence(checks: pd.DataFrame, orgs: pd.DataFrame) -> pd.DataFr
         url = site_url(website)
         row = by_url.get(url) if url else None
         if row is not None:
-            rows.append({"org_id": org_id, **{c: row.get(c) for c in columns[1:]}})
+            rows.append({"org_id": org_id, **{c: row.get(c) for c in columns[1:-1]}, "checked_on": _checked_on(row)})
     return pd.DataFrame(rows, columns=columns)

@@ -200,6 +200,15 @@ def check_esia_informing(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     return CheckResult(complete, _missing(orgs, _flag(orgs, ~complete, reason)), days_overdue)
 
 
+def _on(day: object) -> str:
+    return f" от {_fmt(day)}" if isinstance(day, dt.date) else ""
+
+
+def _checked_on(found: dict) -> str:
+    day = found.get("checked_on")
+    return f"проверка сайта от {_fmt(day)}: " if isinstance(day, dt.date) else ""
+
+
 def check_public_information(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     """МООУСО and ОО: the information is on the official site — the day's website check found it, or an
     informing row of the stage says channel «сайт»; ОО also on the stand; ДОУ: any informing row."""
@@ -225,11 +234,12 @@ def check_public_information(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
         tail = "; строки с каналом «сайт» по этому этапу в informing тоже нет"
         found = by_org.get(org_id)
         if found is not None:
-            return lead + str(found.get("reason") or "информация на сайте не найдена") + tail
+            return (lead + _checked_on(found) + str(found.get("reason") or "информация на сайте не найдена") + tail)
         if not isinstance(website, str) or not website.strip():
             return lead + "адрес сайта в реестре не указан, автоматическая проверка невозможна" + tail
         if ctx.sites is None:
-            return lead + "автоматическая проверка сайтов в этот день не выполнялась" + tail
+            return (lead + "законченной автоматической проверки сайтов за последние "
+                    f"{ctx.plan.site_check.max_age_days} дн. нет" + tail)
         return lead + "сайт не проверен" + tail
 
     def counted(org_id: object, has_row: bool) -> str | None:
@@ -237,7 +247,7 @@ def check_public_information(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
         parts = []
         if found is not None and found.get("found"):
             since = found.get("first_found")
-            parts.append(f"{SOURCE_SITE}: {found.get('page')} (найдено: «" + "», «".join(found.get("phrases") or [])
+            parts.append(f"{SOURCE_SITE}{_on(found.get('checked_on'))}: {found.get('page')} (найдено: «" + "», «".join(found.get("phrases") or [])
                          + "»" + (f"; впервые {_fmt(since)}" if isinstance(since, dt.date) else "") + ")")
         if has_row:
             parts.append(SOURCE_ROW)
