@@ -33,6 +33,7 @@ from admission.mail.render import render_all, render_request
 from admission.plan import Plan
 from admission.registry import CHECKS, MAIL_RIGHTS, datasets_of, informing_stages
 from admission.report import daily as rep
+from admission.report import links
 from admission.store import (
     latest_site_checks,
     load_findings,
@@ -60,6 +61,7 @@ class Settings:
     from_name: str = "Мониторинг приема в 1-й класс"
     limits: Limits = field(default_factory=Limits.from_env)
     form_key: str | None = None  # Variable admission_form_secret (a key or rotation JSON); None: the key file
+    page_url: str | None = None  # Variable admission_page_url: where officials open the campaign page (links)
 
     def form_keys(self) -> FormKeys:
         """The forms' signing keys (admission.mail.forms.form_keys)."""
@@ -215,7 +217,12 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
     freeze_heap()
     digests = plan_digests(plan, as_of, results, data)
     attach = attachments_for(plan, as_of, data.frames, settings.form_keys(), settings.from_email)
-    messages = render_all(digests, plan, settings.from_email, settings.from_name, attach)
+    keys = settings.form_keys()
+
+    def page_link(digest):
+        return links.link_for(plan, as_of, digest.org_ids, keys, settings.page_url)
+
+    messages = render_all(digests, plan, settings.from_email, settings.from_name, attach, page_link)
     counts = enqueue(settings.store_url, plan.id, as_of, messages, dry_run=dry_run, supersedes=KINDS)
     if not dry_run:  # the forms mailed: a newer one supersedes an older one (admission.mail.intake)
         record_issued_forms(settings.store_url, plan.id, attach.issued)

@@ -167,6 +167,13 @@ class IntakeRules(_Model):
         "this many days (a school may fill in the form of Monday's reminder and send it on Wednesday)"))
 
 
+class PageRules(_Model):
+    """The campaign page's links in the digests (admission.report.links)."""
+
+    link_days: int = Field(14, ge=1, le=90, description=(
+        "A digest's link to the recipient's organizations on the campaign page opens for this many days"))
+
+
 class Plan(_Model):
     id: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z_-]*$")
     title: str
@@ -179,6 +186,7 @@ class Plan(_Model):
     run_at: str = Field("07:00", pattern=r"^\d\d:\d\d$", description="Daily run time, plan time zone")
     site_check: SiteCheck = SiteCheck()
     intake: IntakeRules = IntakeRules()
+    page: PageRules = PageRules()
     stages: list[Stage] = Field(min_length=1)
 
     @field_validator("timezone")

@@ -58,12 +58,14 @@ def ui(tmp_path_factory, demo_dir):
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW_VAR_ADMISSION_DATA_DIR": str(demo_dir), "AIRFLOW_VAR_ADMISSION_OUTPUT_DIR": str(output),
         "GX_ANALYTICS_ENABLED": "false", "ADMISSION_RETRY_DELAY_SECONDS": "5",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
     }
     env = standalone.environment(home, port) | base
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     day = subprocess.run([str(BIN / "admission"), "day", DAY], env=env, capture_output=True, text=True, timeout=600)
     assert day.returncode == 0, day.stdout[-2000:] + day.stderr[-2000:]
     password = standalone.admin_password(Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]))
+    viewer = standalone.admin_password(Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]), "viewer")
     logs = tmp / "logs"
     logs.mkdir()
     procs = standalone.start(home, port, logs, extra=base)
@@ -76,7 +78,7 @@ def ui(tmp_path_factory, demo_dir):
             time.sleep(1)
         shots = output / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
-        yield {"url": f"http://127.0.0.1:{port}", "password": password, "output": output, "shots": shots,
+        yield {"url": f"http://127.0.0.1:{port}", "password": password, "viewer": viewer, "output": output, "shots": shots,
                "store": f"sqlite:///{output / 'admission.db'}", "logs": logs}
     finally:
         standalone.stop(procs)
@@ -192,6 +194,15 @@ def test_an_admin_logs_in_reads_the_campaign_searches_a_school_and_runs_a_dry_da
         status, body, headers = _get(link, cookie=cookie)
         assert status == 200 and body[:2] == b"PK" and "spreadsheetml" in headers["content-type"]
 
+        # Run a day from the page: the judged date is in the run's id and note.
+        form = driver.find_element(By.ID, "run")
+        date = form.find_element(By.NAME, "date")
+        driver.execute_script("arguments[0].value = '2020-01-16'", date)  # no script on our page; the test sets it
+        form.find_element(By.NAME, "dry_run").click()
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        _wait(driver, lambda d: "/runs/manual__day_2020-01-16__" in d.current_url)
+        page_run = driver.current_url.rsplit("/runs/", 1)[1]
+
         # The UI's own pages: the navigation entry and the DAG's trigger form the page links to.
         driver.get(f"{ui['url']}/dags/run_day_2020_2021")
         _wait(driver, lambda d: "run_day_2020_2021" in d.page_source)
@@ -206,15 +217,115 @@ def test_an_admin_logs_in_reads_the_campaign_searches_a_school_and_runs_a_dry_da
                  {"logical_date": None, "conf": {"as_of": "2020-01-16", "dry_run": True}})["dag_run_id"]
             for _ in range(2)]
     assert len(set(runs)) == 2
+    note = _api(ui, "GET", f"/api/v2/dags/run_day_2020_2021/dagRuns/{page_run}", token)
+    assert note["note"].startswith("День кампании 16.01.2020 — пробный запуск") and note["conf"]["dry_run"] is True
+    runs.append(page_run)
     deadline = time.monotonic() + 420
     while True:
         states = [_api(ui, "GET", f"/api/v2/dags/run_day_2020_2021/dagRuns/{r}", token)["state"] for r in runs]
         if all(s in ("success", "failed") for s in states) or time.monotonic() > deadline:
             break
         time.sleep(3)
-    assert states == ["success", "success"], (states, (ui["logs"] / "scheduler.log").read_text()[-3000:])
+    assert states == ["success"] * 3, (states, (ui["logs"] / "scheduler.log").read_text()[-3000:])
     from admission.mail.outbox import outbox_counts
 
     counts = outbox_counts(ui["store"], "2020-2021", dt.date(2020, 1, 16))
     assert counts and all(set(by_status) == {"dry_run"} for by_status in counts.values()), counts
     assert not (ui["output"] / "mail" / "2020-2021" / "2020-01-16").exists()  # nothing written, nothing sent
+
+
+def _token(ui: dict, user: str, password: str) -> str:
+    request = urllib.request.Request(f"{ui['url']}/auth/token", method="POST",
+                                     data=json.dumps({"username": user, "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.loads(resp.read())["access_token"]
+
+
+def test_a_viewer_is_refused_the_campaigns_data_in_the_browser_and_through_the_api(ui):
+    """Viewer may log in to Airflow, but may not run the campaign's day: no card, no workbook, no Data Docs."""
+    from selenium.webdriver.common.by import By
+
+    token = _token(ui, "viewer", ui["viewer"])
+    for path in ("/admission/api/overview", "/admission/api/organizations/S101",
+                 f"/admission/files/2020-2021/{DAY}/report_2020-2021_{DAY}.xlsx",
+                 f"/admission/docs/2020-2021/{DAY}/local_site/index.html"):
+        status, body, _ = _get(f"{ui['url']}{path}", token=token)
+        assert status == 403, (path, status)
+        assert b"S101" not in body and b"@" not in body
+    driver = _driver()
+    try:
+        driver.get(f"{ui['url']}/api/v2/monitor/health")
+        driver.add_cookie({"name": "_token", "value": token, "path": "/"})
+        driver.get(f"{ui['url']}/admission/")
+        heading = _wait(driver, lambda d: d.find_element(By.TAG_NAME, "h1"))
+        assert heading.text == "Нет доступа" and "run_day" in driver.page_source
+        assert "S101" not in driver.page_source and "@" not in driver.page_source
+        driver.save_screenshot(str(ui["shots"] / "viewer_refused.png"))
+    finally:
+        driver.quit()
+
+
+def _page_links(ui: dict) -> dict[str, str]:
+    """Recipient -> the page link of their digest, from the demo day's .eml files."""
+    import email
+    import re
+    from email import policy
+
+    found = {}
+    for path in (ui["output"] / "mail" / "2020-2021" / DAY).rglob("*.eml"):
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        text = msg.get_body(("plain",)).get_content()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/admission/o/\S+)", text)
+        if match and msg["X-Admission-Kind"] == "escalation":
+            found[str(msg["To"])] = match.group(1)
+    return found
+
+
+def test_a_mooyso_curators_link_shows_only_its_schools_expires_and_cannot_be_altered(ui):
+    from admission.layout import Layout
+    from admission.mail.forms import form_keys
+    from admission.report.links import Scope, make_token
+    from admission.store import load_results
+    from selenium.webdriver.common.by import By
+
+    results = load_results(ui["store"], "2020-2021", dt.date.fromisoformat(DAY))
+    links = _page_links(ui)
+    assert links, "the demo day's escalations carry no page link"
+    recipient, link = next((r, u) for r, u in sorted(links.items()) if "uo-" in r)  # a МООУСО's head
+    token = link.rsplit("/", 1)[1]
+    driver = _driver()  # a browser without any Airflow login
+    try:
+        driver.get(link)
+        table = _wait(driver, lambda d: d.find_element(By.ID, "members"))
+        shown = {a.text for a in table.find_elements(By.CSS_SELECTOR, "td:first-child a")}
+        assert shown, recipient
+        parents = results.drop_duplicates("org_id").set_index("org_id")["parent_id"]
+        mooyso = {parents.get(o) for o in shown if parents.get(o) not in (None, "")} - {"MIN", None}
+        everyone = set(results["org_id"])
+        others = {o for o in everyone if parents.get(o) not in mooyso and o not in shown}
+        assert others and not (others & shown)  # another МООУСО's schools are not there
+        driver.save_screenshot(str(ui["shots"] / "link_members.png"))
+        # The same card the admin sees, for an organization of the link.
+        first = sorted(shown)[0]
+        driver.find_element(By.LINK_TEXT, first).click()
+        card = _wait(driver, lambda d: d.find_element(By.ID, "org"))
+        assert f"код {first}" in card.text and "Проблемы данных организации" in card.text
+        driver.save_screenshot(str(ui["shots"] / "link_card.png"))
+        # Another МООУСО's school through this link: refused.
+        stranger = sorted(others)[0]
+        driver.get(f"{link}?org={stranger}")
+        assert "Нет такой организации" in driver.page_source and f"код {stranger}" not in driver.page_source
+        # Altered: a scope rewritten with the link's own signature.
+        body, signature = token.split(".")
+        forged = make_token(Scope("2020-2021", (stranger,), dt.date(2099, 1, 1)), form_keys(Layout(ui["output"]).form_key))
+        driver.get(f"{link.rsplit('/', 1)[0]}/{forged.split('.')[0]}.{signature}")
+        assert "Ссылка не открывается" in driver.page_source and "недействительна" in driver.page_source
+        # Expired: the installation's own key, a last day in the past.
+        keys = form_keys(Layout(ui["output"]).form_key)
+        old = make_token(Scope("2020-2021", tuple(sorted(shown)), dt.date(2020, 1, 29)), keys)
+        driver.get(f"{link.rsplit('/', 1)[0]}/{old}")
+        assert "срок действия ссылки истек 29.01.2020" in driver.page_source
+        assert "код" not in driver.page_source
+    finally:
+        driver.quit()

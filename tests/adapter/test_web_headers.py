@@ -28,6 +28,7 @@ def app(tmp_path, monkeypatch):
     docs = Layout(tmp_path).report("2020-2021", __import__("datetime").date.fromisoformat(DAY)) / DATA_DOCS
     (docs / "local_site").mkdir(parents=True)
     (docs / "local_site" / "index.html").write_text(PLANTED, encoding="utf-8")
+    monkeypatch.setattr(web, "campaign_allowed", lambda user, plan: True)  # an admin (the roles: tests/adapter/test_ui)
     app = web.create_app()
     app.dependency_overrides[web._user] = lambda: object()
     return app

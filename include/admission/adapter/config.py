@@ -1,7 +1,8 @@
 """Configuration read inside tasks (never at parse time): Variables and Connections.
 
 Variables: ``admission_data_dir`` (required), ``admission_output_dir``
-(default ``$AIRFLOW_HOME/admission``), ``admission_form_secret`` (the forms' key, masked), ``admission_site_check``.
+(default ``$AIRFLOW_HOME/admission``), ``admission_form_secret`` (the forms' key, masked), ``admission_site_check``,
+``admission_page_url`` (optional: the Airflow address officials open; the digests then link the campaign page).
 Connections: ``admission_db`` (optional SQLAlchemy URL of the project's store), ``admission_smtp`` (optional
 SMTP), ``admission_imap`` (optional: the mailbox the forms come back to).
 All can come from the environment (``AIRFLOW_VAR_*``, ``AIRFLOW_CONN_*``).
@@ -238,4 +239,4 @@ def settings(need_data: bool = False, sender=None):
         _, sender = smtp_or_defaults()
     return Settings(data_dir=data_dir() if need_data else None, output_dir=output_dir(), store_url=store_url(),
                     from_email=sender.from_email, from_name=sender.from_name,
-                    form_key=form_secret())
+                    form_key=form_secret(), page_url=Variable.get("admission_page_url", default=None) or None)

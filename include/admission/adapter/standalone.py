@@ -61,6 +61,8 @@ def environment(home: Path, port: int) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__INSTANCE_NAME": os.environ.get("AIRFLOW__API__INSTANCE_NAME",
                                                       "Мониторинг приема в 1-й класс"),
+        # Where the digests' page links point (admission.report.links): this local Airflow.
+        "AIRFLOW_VAR_ADMISSION_PAGE_URL": os.environ.get("AIRFLOW_VAR_ADMISSION_PAGE_URL", f"http://127.0.0.1:{port}"),
         # The plan's time zone for dates typed without one (the UI itself shows the browser's time zone).
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": os.environ.get("AIRFLOW__CORE__DEFAULT_TIMEZONE", "Europe/Moscow"),
     }

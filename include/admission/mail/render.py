@@ -156,9 +156,11 @@ def _b64(text: str) -> str:
 
 
 def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
-           now: dt.datetime | None = None, attachments: list[tuple[str, bytes]] | None = None) -> Rendered:
+           now: dt.datetime | None = None, attachments: list[tuple[str, bytes]] | None = None,
+           page_link: tuple[str, dt.date] | None = None) -> Rendered:
     """The complete message for one digest; the same digest always gets the same Message-ID.
-    ``attachments``: (ASCII file name, XLSX bytes), e.g. the organizations' forms (admission.mail.forms)."""
+    ``attachments``: (ASCII file name, XLSX bytes), e.g. the organizations' forms (admission.mail.forms);
+    ``page_link``: (URL, last day) of the recipient's organizations on the campaign page (admission.report.links)."""
     by_stage: dict[int, list] = {}
     for item in digest.items:  # one pass: an escalation digest may list thousands of items
         by_stage.setdefault(item.stage, []).append(item)
@@ -174,6 +176,7 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
         "subject": subject, "recipient": digest.recipient, "kind": digest.kind, "stages": stages,
         "intro": INTROS[digest.kind].format(date=ru_date(digest.as_of)), "next_step": NEXT_STEPS[digest.kind],
         "plan_id": plan.id, "as_of": digest.as_of, "forms": [name for name, _ in attachments or []],
+        "page_link": page_link[0] if page_link else None, "page_link_until": page_link[1] if page_link else None,
     }
     text = render_template("mail/digest.txt.j2", context)
     html = render_template("mail/digest.html.j2", context)
@@ -222,10 +225,11 @@ XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def render_all(digests: list[Digest], plan: Plan, from_email: str, from_name: str = "",
-               attach=None) -> list[tuple[str, str, Rendered]]:
+               attach=None, page_link=None) -> list[tuple[str, str, Rendered]]:
     """(digest key, kind, message) for every digest: what the outbox records. ``attach(digest)``: its
-    attachments (the organizations' forms), or None."""
-    return [(d.key, d.kind, render(d, plan, from_email, from_name, attachments=attach(d) if attach else None))
+    attachments (the organizations' forms), or None; ``page_link(digest)``: its link to the campaign page."""
+    return [(d.key, d.kind, render(d, plan, from_email, from_name, attachments=attach(d) if attach else None,
+                                   page_link=page_link(d) if page_link else None))
             for d in digests]
 
 

@@ -102,10 +102,8 @@ def municipalities(day: Day) -> list[dict]:
     return out
 
 
-def members(day: Day, mooyso_id: str) -> list[dict]:
-    """The drill-down of one МООУСО: it and each of its organizations with its status on every stage."""
-    res = day.results
-    mine = res[((res["parent_id"] == mooyso_id) | (res["org_id"] == mooyso_id)).to_numpy()]
+def _by_organization(mine: pd.DataFrame) -> list[dict]:
+    """Each organization with its status on every stage, МООУСО first, then the most open stages."""
     out = []
     for org_id, rows in mine.groupby("org_id", sort=True):
         first = rows.iloc[0]
@@ -113,6 +111,22 @@ def members(day: Day, mooyso_id: str) -> list[dict]:
                     "stages": {int(r.stage): r.status for r in rows.itertuples()},
                     "open": int((rows["status"] != "complete").sum())})
     return sorted(out, key=lambda o: (o["kind"] != "МООУСО", -o["open"], str(o["org_id"])))
+
+
+def members(day: Day, mooyso_id: str) -> list[dict]:
+    """The drill-down of one МООУСО: it and each of its organizations with its status on every stage."""
+    res = day.results
+    mine = res[((res["parent_id"] == mooyso_id) | (res["org_id"] == mooyso_id)).to_numpy()]
+    return _by_organization(mine)
+
+
+def scoped_members(day: Day, scope: tuple[str, ...]) -> list[dict]:
+    """The organizations a page link may show (admission.report.links): those it names, and the schools and
+    preschools of a МООУСО it names, each with its status on every stage."""
+    res = day.results
+    named = set(scope)
+    mine = res[(res["org_id"].isin(named) | res["parent_id"].isin(named)).to_numpy()]
+    return _by_organization(mine)
 
 
 def search(day: Day, registry: pd.DataFrame | None, query: str) -> list[dict]:
