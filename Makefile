@@ -27,6 +27,7 @@ export AIRFLOW_VAR_ADMISSION_SITE_CHECK ?= {"allow_hosts": ["127.0.0.1:$(DEMO_SI
 install: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) deploy/check_python.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
