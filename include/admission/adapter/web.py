@@ -326,7 +326,7 @@ def create_app() -> FastAPI:
                 return _message("Нет такой организации", "эта ссылка показывает только организации из письма", 404)
             card = dashboard.organization(url, day, org)
         context = {"plan": plan, "as_of": day.as_of, "stages": plan.ordered_stages, "members": shown, "org": card,
-                   "expires": scope.expires, "self": f"{PREFIX}/o/{token}"}
+                   "expires": scope.expires, "here": f"{PREFIX}/o/{token}"}
         return HTMLResponse(render_template("web/shared.html.j2", context),
                             headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
 
