@@ -21,6 +21,9 @@ export AIRFLOW_VAR_ADMISSION_OUTPUT_DIR ?= $(CURDIR)/output
 DEMO_SITES_PORT ?= 8399
 export ADMISSION_DEMO_SITES ?= $(DEMO_SITES_PORT)
 export AIRFLOW_VAR_ADMISSION_SITE_CHECK ?= {"allow_hosts": ["127.0.0.1:$(DEMO_SITES_PORT)"]}
+# The digests' links to the campaign page point at the Airflow that `make airflow` starts (README «Who sees what»).
+AIRFLOW_PORT ?= 8080
+export AIRFLOW_VAR_ADMISSION_PAGE_URL ?= http://127.0.0.1:$(AIRFLOW_PORT)
 
 .PHONY: install test test-fast test-distributed lint day demo demo-data airflow migrate clean intake
 
