@@ -26,7 +26,7 @@ from admission.inputs.rules import (
 )
 from admission.plan import Plan, Stage
 from admission.registry import CHECKS, datasets_of, informing_stages
-from admission.schema import TOPICS, Finding
+from admission.schema import DATASETS, TOPICS, Finding
 from admission.vocabulary import Status
 
 RESULT_COLUMNS = [
@@ -82,10 +82,36 @@ class Context:
 
     def _row_messages(self, name: str) -> pd.Series:
         p = self.problems[(self.problems["dataset"] == name) & self.problems["org_id"].notna()]
+        files = self.file_problems(name)
         if p.empty:
-            return pd.Series(dtype="object")
+            return files
         text = p["file"] + ", строка " + p["row"].astype(int).astype(str) + ", «" + p["column"] + "»: " + p["message"]
-        return group_lists(p["org_id"], text)
+        rows = group_lists(p["org_id"], text)
+        if files.empty:
+            return rows
+        both = {k: list(v) for k, v in files.items()}
+        for org, items in rows.items():
+            both.setdefault(org, []).extend(items)
+        return pd.Series(both, dtype="object")
+
+    def file_problems(self, name: str) -> pd.Series:
+        """org_id -> what is wrong with the organization's own file of that dataset as a whole (unreadable,
+        refused), worded for the organization: its data was not lost for want of sending it."""
+        return self.data.cached(("file_problems", name), lambda: self._file_problems(name))
+
+    def _file_problems(self, name: str) -> pd.Series:
+        out: dict[str, list[str]] = {}
+        for f in self.data.findings:
+            if f.dataset == name and f.row is None and f.org_id:
+                out.setdefault(f.org_id, []).append(
+                    f"файл «{f.file.rsplit('/', 1)[-1]}» (сведения «{DATASETS[name].ru}») не прочитан: "
+                    f"{f.message.removesuffix('; не прочитан').removesuffix('; файл не прочитан')}; его нужно "
+                    "исправить и прислать заново (до этого сведения из него не учитываются)")
+        return pd.Series(out, dtype="object")
+
+    def unreadable(self, name: str) -> pd.Series:
+        """Aligned on nothing: the org_ids whose own file of the dataset could not be read."""
+        return pd.Series(list(self.file_problems(name).index), dtype="object")
 
 
 def group_lists(keys: pd.Series, values: pd.Series) -> pd.Series:
@@ -257,11 +283,13 @@ def check_public_information(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
         [counted(i, r) if n else None for i, r, n in zip(ids, site_row.tolist(), needs_site.tolist(), strict=True)],
         index=ids, dtype=object)
     reasons = pd.Series([why_no_site(i, w) for i, w in zip(ids, websites.tolist(), strict=True)], index=orgs.index)
+    sent = ~orgs["org_id"].isin(ctx.unreadable("informing"))  # an unreadable file is said as such, not as silence
     missing = _missing(
         orgs,
         _flag(orgs, needs_site & ~site, reasons),
-        _flag(orgs, needs_stand & ~stand, "нет сведений о размещении информации на информационном стенде (канал «стенд»)"),
-        _flag(orgs, (kind == "ДОУ") & ~anything, "нет ни одной записи об информировании родителей"),
+        _flag(orgs, needs_stand & ~stand & sent, "нет сведений о размещении информации на информационном стенде "
+                                                 "(канал «стенд»)"),
+        _flag(orgs, (kind == "ДОУ") & ~anything & sent, "нет ни одной записи об информировании родителей"),
         ctx.row_messages("informing"),
     )
     return CheckResult(complete, missing)
@@ -279,9 +307,10 @@ def check_parent_meetings(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     has_protocol = _has(orgs, with_protocol["org_id"])
     has_meeting = _has(orgs, meetings["org_id"])
     complete = pd.Series([org in lacking and not lacking[org] for org in ids], index=orgs.index, dtype=bool)
+    sent = ~orgs["org_id"].isin(ctx.unreadable("informing"))
     missing = _missing(
         orgs,
-        _flag(orgs, ~has_meeting, "нет записи о родительском собрании (канал «собрание»)"),
+        _flag(orgs, ~has_meeting & sent, "нет записи о родительском собрании (канал «собрание»)"),
         _flag(orgs, has_meeting & ~has_protocol, "у родительского собрания не указан № протокола"),
         _flag(
             orgs,
@@ -332,7 +361,7 @@ def check_operators(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     complete = has_chief & ~has_dup & ~has_bad_rows
     missing = _missing(
         orgs,
-        _flag(orgs, ~has_rows, "список операторов не представлен"),
+        _flag(orgs, ~has_rows & ~orgs["org_id"].isin(ctx.unreadable("operators")), "список операторов не представлен"),
         _flag(orgs, has_rows & ~has_chief,
               "нет главного оператора в должности не ниже заместителя директора"),
         group_lists(dups["org_id"], dup_msg),

@@ -118,7 +118,9 @@ def _normalize(table: RawTable, ds: Dataset, rel: str, stem: str | None, finding
     Columns as lists: the caller builds one frame per dataset (a frame per file cost 2.5 ms each, most
     of a warm read of 1,500 per-school files)."""
     def finding(message: str, row: int | None = None, column: str | None = None, org: str | None = None) -> None:
-        findings.append(Finding(ds.name, rel, message, row=row, column=column, org_id=org))
+        # A problem of a whole per-organization file is that organization's (its card, its digest).
+        findings.append(Finding(ds.name, rel, message, row=row, column=column,
+                                org_id=org if org is not None or row is not None else stem))
 
     rows = table.rows
     at = _header_row(rows, ds, limits) if rows else 0
@@ -345,8 +347,9 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
             raw = e.path.relative_to(root).as_posix()
             rel = display_path(raw)
             size, mtime_ns = _stat(e.path)
+            owner = e.path.stem if e.per_org else None  # a per-organization file's problem is its organization's
             if e.refusal:
-                findings.append(Finding(name, rel, e.refusal))
+                findings.append(Finding(name, rel, e.refusal, org_id=owner))
                 if files is not None:
                     files.append(FileRecord(name, rel, size, mtime_ns, None, raw))
                 continue
@@ -364,7 +367,7 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
                 try:
                     data = read_regular(e.path, limits)
                 except Refused as exc:
-                    findings.append(Finding(name, rel, str(exc)))
+                    findings.append(Finding(name, rel, str(exc), org_id=owner))
                     if files is not None:
                         files.append(FileRecord(name, rel, size, mtime_ns, None, raw))
                     continue
