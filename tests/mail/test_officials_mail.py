@@ -63,3 +63,34 @@ def test_a_damaged_file_is_its_organizations_and_is_said_as_such_not_as_silence(
         item = text[text.index("(D107)"):].split("\n\n")[0]
         assert "нет ни одной записи" not in item
 
+
+
+def test_a_pasted_web_page_in_one_cell_is_a_finding_for_its_row_and_the_other_rows_count(tmp_path, plan):
+    """A 1 MB «Сайт» cell of the region-wide school_cards.csv: one finding for that row and column, in Russian;
+    every other school's card is read."""
+    from admission.inputs.reader import read_data_folder
+    from admission.schema import DATASETS
+
+    from tests.helpers import ORG_HEADER, write_csv
+
+    orgs = [["MIN", "РОИВ", "Министерство", "", "Тестов Т.Т.", "min@test.example", "", "", "", ""],
+            ["M1", "МООУСО", "Управление", "MIN", "Главнов Г.Г.", "uo@test.example", "", "", "", ""]]
+    orgs += [[f"S{i}", "ОО", f"Школа № {i}", "M1", "Директоров Д.Д.", f"s{i}@test.example", "", "7707083893", "", ""]
+             for i in range(1, 6)]
+    write_csv(tmp_path / "organizations.csv", ORG_HEADER, orgs)
+    header = [c.ru for c in DATASETS["school_cards"].columns]
+    rows = []
+    for i in range(1, 6):
+        row = {c.key: "" for c in DATASETS["school_cards"].columns}
+        row |= {"org_id": f"S{i}", "website": f"https://s{i}.example", "inn": "7707083893"}
+        rows.append([row[c.key] for c in DATASETS["school_cards"].columns])
+    site = [c.key for c in DATASETS["school_cards"].columns].index("website")
+    rows[2][site] = "<html><body>" + "<p>Полезная информация для родителей</p>" * 25_000 + "</body></html>"
+    write_csv(tmp_path / "school_cards.csv", header, rows)
+    data = read_data_folder(tmp_path)
+    cards = data.frames["school_cards"]
+    assert sorted(cards["org_id"]) == ["S1", "S2", "S3", "S4", "S5"]
+    long = [f for f in data.findings if f.file == "school_cards.csv"]
+    assert [(f.row, f.column) for f in long if "длиннее" in f.message] == [(4, "Сайт")]
+    assert not [f for f in long if f.row is None], long  # the file itself was read
+    assert all(f.message.isascii() is False for f in long)

@@ -24,6 +24,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import logging
 import os
 import pickle
 import re
@@ -274,7 +275,10 @@ def _pick_delimiter(lines: list[str], known: set[str], normalize) -> str:
     best, best_score = ";", (-1, -1)
     for sep in (";", ","):
         for line in lines:
-            cells = next(csv.reader([line], delimiter=sep), [])
+            try:
+                cells = next(csv.reader([line], delimiter=sep), [])
+            except csv.Error:  # a line the vote cannot split says nothing about the delimiter
+                continue
             score = (sum(normalize(c) in known for c in cells), len(cells))
             if score > best_score:
                 best, best_score = sep, score
@@ -292,8 +296,10 @@ def parse_csv(data: bytes, limits: Limits, known: set[str], normalize) -> RawTab
     if not any(line.strip() for line in lines):
         table.problems.append(Problem("файл пуст"))
         return table
-    sep = _pick_delimiter([ln for ln in lines[: limits.header_search_rows] if ln.strip()], known, normalize)
+    # Before anything splits a line: a cell of a pasted web page (1 MB) is a value too long for its column
+    # (a finding for its row, reader._normalize), not a file the csv module refuses as a whole.
     csv.field_size_limit(max(limits.max_file_bytes, 131072))
+    sep = _pick_delimiter([ln for ln in lines[: limits.header_search_rows] if ln.strip()], known, normalize)
     reader = csv.reader(iter(lines), delimiter=sep)
     if not any('"' in line for line in lines):  # no quoting: every record is one line
         records = list(reader)
@@ -593,8 +599,15 @@ def parse_bytes(job: Job, limits: Limits) -> RawTable:
         return parse_csv(job.data, limits, job.known, job.normalize or (lambda h: h))
     except Refused as exc:
         return RawTable(problems=[Problem(str(exc))])
-    except Exception as exc:  # a bug must still cost one file only
-        return RawTable(problems=[Problem(f"файл не прочитан ({type(exc).__name__})")])
+    except Exception as exc:  # a bug must still cost one file only, and say so in words, not an exception's name
+        # The type and the line only: an exception's message may quote a cell (personal data stays out of logs).
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        logging.getLogger(__name__).error("parsing a %s file failed: %s at %s:%s", job.suffix, type(exc).__name__,
+                                          tb.tb_frame.f_code.co_filename if tb else "?", tb.tb_lineno if tb else "?")
+        return RawTable(problems=[Problem("файл не удалось разобрать (внутренняя ошибка чтения; администратор "
+                                          "мониторинга видит подробности в журнале задачи); не прочитан")])
 
 
 def _spawn(batch: list[Job], limits: Limits) -> tuple[int, int]:
