@@ -71,8 +71,10 @@ day: migrate
 intake: migrate
 	$(BIN)/admission intake $(DATE)
 
-demo: demo-data
-	$(MAKE) --no-print-directory day DATE=$(DEMO_DATE)
+# Three campaign days of the demo region ending on DEMO_DATE, the data catching up between them (DEMO_DAYS=1 for one).
+DEMO_DAYS ?= 3
+demo: migrate
+	$(BIN)/admission demo $(DEMO_DIR) --until $(DEMO_DATE) --days $(DEMO_DAYS) --sites http://127.0.0.1:$(DEMO_SITES_PORT)
 
 # The Airflow UI with the project's DAGs and the campaign page, every component on 127.0.0.1; prints the URL and
 # the admin password (admission/adapter/standalone.py: what `airflow standalone` does, without its log servers

@@ -59,6 +59,39 @@ def _day(args: argparse.Namespace) -> int:
     return run_day(args.date, dry_run=args.dry_run)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """Several campaign days of the demo region, the data catching up between them (tools.demo.FIXES), each day
+    through Airflow as ``admission day`` runs it: the chart, the report's changes and the page show a trajectory."""
+    import datetime as dt
+    import time
+
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    from admission.adapter.day import run_day
+    from admission.plan import load_valid_plans
+    from admission.workdays import WorkCalendar
+
+    until = dt.date.fromisoformat(args.until)
+    plan = next((p for p in load_valid_plans()[0] if p.covers(until)), None)
+    calendar = WorkCalendar.for_plan(plan) if plan else WorkCalendar()
+    days, day = [], until
+    while len(days) < args.days:
+        if calendar.is_working_day(day):
+            days.append(day)
+        day -= dt.timedelta(days=1)
+    days.reverse()
+    began = time.monotonic()
+    status = 0
+    for i, when in enumerate(days):
+        generate(args.outdir, seed=args.seed, sites=args.sites, progress=i)
+        last = i == len(days) - 1
+        print(f"\n=== день кампании {when:%d.%m.%Y} ({i + 1} из {len(days)}): данные демо-региона "
+              f"{'на этот день' if i else 'первого дня'} ===", flush=True)
+        status |= run_day(when.isoformat(), summary=last)
+    print(f"\ndemo: {len(days)} campaign days ({days[0]:%d.%m.%Y}–{days[-1]:%d.%m.%Y}) in "
+          f"{time.monotonic() - began:.0f} s")
+    return status
+
+
 def _intake(args: argparse.Namespace) -> int:
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     from admission.adapter.day import run_intake
@@ -87,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
                       help="turn an existing region/national folder into the next day's: a fraction F of the "
                            "per-organization files changed (which ones: --seed)")
     demo.set_defaults(func=_demo_data)
+
+    days = sub.add_parser("demo", help="several campaign days of the demo region, the data catching up between them")
+    days.add_argument("outdir", help="the demo data folder (the Variable admission_data_dir must name it)")
+    days.add_argument("--until", default="2020-01-15", help="the last campaign day (YYYY-MM-DD)")
+    days.add_argument("--days", type=int, default=3, help="how many working days, ending with --until")
+    days.add_argument("--seed", type=int, default=2019)
+    days.add_argument("--sites", help="base URL of the demo websites (default http://127.0.0.1:8399)")
+    days.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="time and memory of a campaign day, phase by phase (no SMTP)")
     bench.add_argument("--scale", choices=["tiny", "demo", "region", "national"], default="region")

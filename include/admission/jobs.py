@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from admission.checks import operators as opmod
 from admission.checks import sites as websites
@@ -23,6 +24,7 @@ from admission.inputs import data_docs, snapshot
 from admission.inputs.files import Limits
 from admission.inputs.parse_cache import ParseCache
 from admission.inputs.reader import freeze_heap, thaw_heap
+from admission.inputs.rules import normalize_text
 from admission.layout import Layout
 from admission.mail import intake, outbox
 from admission.mail.forms import FormKeys, attachments_for, form_keys
@@ -30,6 +32,7 @@ from admission.mail.keys import digest_key, request_key
 from admission.mail.outbox import delivered_request, enqueue, undelivered
 from admission.mail.recipients import KINDS, Directory, plan_digests
 from admission.mail.render import render_all, render_request
+from admission.mail.terms import in_officials_terms
 from admission.plan import Plan
 from admission.registry import CHECKS, MAIL_RIGHTS, datasets_of, informing_stages
 from admission.report import daily as rep
@@ -41,11 +44,16 @@ from admission.store import (
     load_results,
     previous_date,
     record_issued_forms,
+    record_requested_changes,
+    requested_changes,
     save_operator_snapshot,
     save_site_checks,
     save_stage,
 )
 from admission.workdays import WorkCalendar
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +157,8 @@ def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
         checks = websites.recent(latest_site_checks(settings.store_url, plan.id, as_of), as_of,
                                  plan.site_check.max_age_days)
         sites = websites.organization_evidence(checks, snap.data.frames["organizations"]) if not checks.empty else None
-    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites)
+    requests = request_history(settings, plan, as_of) if CHECKS[stage.check].requests else None
+    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites, requests)
     save_stage(settings.store_url, plan.id, stage.number, as_of, outcome.results, outcome.findings)
     counts = summarize(outcome.results)
     # Counts and file positions only: the log never carries names or e-mails.
@@ -160,6 +169,21 @@ def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
         log.warning("... and %d more data problems (see the store)", len(outcome.findings) - 50)
     return {"plan_id": plan.id, "stage": stage.number, "as_of": as_of.isoformat(), **counts,
             "findings": len(outcome.findings)}
+
+
+def request_history(settings: Settings, plan: Plan, as_of: dt.date) -> pd.DataFrame:
+    """What the requests to РЦОКО delivered by ``as_of`` named: org_id, person, action, delivered_on (the day the
+    outbox delivered the request that first named it)."""
+    named = requested_changes(settings.store_url, plan.id)
+    delivered: dict[str, dt.date] = {}
+    for change in named["change_hash"].unique().tolist():
+        found = delivered_request(settings.store_url, plan.id, request_key(plan.id, change, ""))
+        if found and found["sent_on"] <= as_of:
+            delivered[change] = found["sent_on"]
+    named = named.assign(delivered_on=named["change_hash"].map(delivered))
+    named = named[named["delivered_on"].notna()]
+    return (named.sort_values("delivered_on").drop_duplicates(["org_id", "person", "action"])
+            [["org_id", "person", "action", "delivered_on"]].reset_index(drop=True))
 
 
 def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: dict | None = None) -> dict:
@@ -216,6 +240,7 @@ def compose_digests(settings: Settings, plan: Plan, as_of: dt.date, dry_run: boo
     data = load_snapshot(settings, plan, as_of, sorted({"operators", *form_sets})).data
     freeze_heap()
     digests = plan_digests(plan, as_of, results, data)
+    in_officials_terms(digests, data.frames)  # «лист «Первые классы», строка 3», not the admin's file and row
     attach = attachments_for(plan, as_of, data.frames, settings.form_keys(), settings.from_email)
     keys = settings.form_keys()
 
@@ -268,7 +293,8 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     xlsx = rep.workbook(report, today, folder / f"report_{plan.id}_{as_of.isoformat()}.xlsx")
     docs = data_docs.copy_to(settings.output_dir, plan.id, as_of, folder)
     recipients = Directory(snap.data).roiv
-    docs_date, link = (docs[0], docs[1].as_uri()) if docs else (None, None)
+    # The Data Docs through the campaign page (behind its login), never a file:// path of the server.
+    docs_date, link = (docs[0], _docs_url(settings.page_url, plan.id, as_of, folder, docs[1])) if docs else (None, None)
     rendered = rep.render_emails(report, recipients, settings.from_email, settings.from_name, png, xlsx, link,
                                  docs_date)
     messages = [(digest_key(plan.id, as_of, "report", person.email), "report", msg)
@@ -276,6 +302,15 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("report",))
     log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
     return {"as_of": as_of.isoformat(), "folder": str(folder), "recipients": len(recipients), **counts}
+
+
+def _docs_url(page_url: str | None, plan_id: str, as_of: dt.date, folder, index) -> str | None:
+    """The report's copy of the Data Docs as the campaign page serves it (admission.adapter.web ``/docs/``); None
+    without the page's address (Variable ``admission_page_url``)."""
+    if not page_url:
+        return None
+    rel = index.relative_to(folder / data_docs.DATA_DOCS).as_posix()
+    return f"{page_url.rstrip('/')}/admission/docs/{plan_id}/{as_of.isoformat()}/{rel}"
 
 
 def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool) -> dict:
@@ -318,6 +353,10 @@ def collect_operators(settings: Settings, plan: Plan, as_of: dt.date, dry_run: b
         for p in Directory(data).rcoko
     ]
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("request",))
+    if not dry_run:  # what it names: an account becomes РЦОКО's item once this request is delivered (and a while)
+        names = normalize_text(changes["full_name"]).fillna("").tolist()
+        record_requested_changes(url, plan.id, digest, list(zip(changes["org_id"].tolist(), names,
+                                                                changes["action"].tolist(), strict=True)), as_of)
     log.info("request to РЦОКО: %d changes, %d recipients (%s)", len(changes), len(messages), counts)
     return summary | {"request": str(xlsx), "changes": len(changes)}
 

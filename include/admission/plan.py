@@ -167,6 +167,28 @@ class IntakeRules(_Model):
         "this many days (a school may fill in the form of Monday's reminder and send it on Wednesday)"))
 
 
+class Sender(_Model):
+    """Who signs the letters: the body that runs the campaign, its unit and a telephone (official correspondence
+    between state bodies names them; an automatic letter still answers «to whom do I call»)."""
+
+    body: str = Field("Система мониторинга подготовки к приему в 1-й класс", min_length=1, max_length=300)
+    unit: str = Field("", max_length=300)
+    phone: str = Field("", max_length=100)
+    email: str = Field("", max_length=200)
+
+    def lines(self) -> list[str]:
+        return [line for line in (self.unit, self.body, f"Телефон: {self.phone}" if self.phone else "",
+                                  f"Эл. почта: {self.email}" if self.email else "") if line]
+
+
+class RequestRules(_Model):
+    """The requests to РЦОКО (admission.checks.operators): when a missing account becomes РЦОКО's to answer for."""
+
+    response_working_days: int = Field(3, ge=0, le=30, description=(
+        "An account a delivered request asked for (or a block it asked for) is РЦОКО's item only this many working "
+        "days after the request was delivered; before that, and without a request, it is not"))
+
+
 class PageRules(_Model):
     """The campaign page's links in the digests (admission.report.links)."""
 
@@ -187,6 +209,8 @@ class Plan(_Model):
     site_check: SiteCheck = SiteCheck()
     intake: IntakeRules = IntakeRules()
     page: PageRules = PageRules()
+    requests: RequestRules = RequestRules()
+    sender: Sender = Sender()
     stages: list[Stage] = Field(min_length=1)
 
     @field_validator("timezone")

@@ -24,6 +24,7 @@ class Check:
     title: str  # Russian, for the DAG docs
     sites: bool = False  # the check also reads the day's website check (admission.checks.sites)
     form: tuple[str, ...] = ()  # what the organization itself fills in: the sheets of its form (admission.mail.forms)
+    requests: bool = False  # the check also reads what the requests to РЦОКО named and when they were delivered
 
     def run(self) -> Callable:
         """The check's function, imported when a stage is judged (never at parse time)."""
@@ -34,15 +35,16 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("esia_informing", ("informing",), "check_esia_informing", "информирование о регистрации в ЕСИА",
           form=("informing",)),
     Check("public_information", ("informing",), "check_public_information",
-          "информация на сайте (автоматическая проверка сайтов или строки informing) и на стенде", sites=True,
+          "информация на сайте (автоматическая проверка сайтов или строки сведений об информировании) и на стенде", sites=True,
           form=("informing",)),
     Check("parent_meetings", ("informing",), "check_parent_meetings",
-          "родительские собрания с протоколами (строки informing этого этапа)", form=("informing",)),
+          "родительские собрания с протоколами (строки сведений об информировании этого этапа)", form=("informing",)),
     Check("module_staff", ("module_staff",), "check_module_staff", "ответственные МООУСО за модуль",
           form=("module_staff",)),
     Check("operators", ("operators",), "check_operators", "списки главных операторов и операторов ОО",
           form=("operators",)),
-    Check("accounts", ("operators", "accounts"), "check_accounts", "учетные записи операторов, выданные РЦОКО"),
+    Check("accounts", ("operators", "accounts"), "check_accounts", "учетные записи операторов, выданные РЦОКО",
+          requests=True),
     Check("school_data", ("school_cards", "first_grade_classes", "operators"), "check_school_data",
           "карточка ОО и 1-е классы", form=("school_cards", "first_grade_classes")),
     Check("approvals", ("approvals",), "check_approvals", "утверждение сведений МООУСО", form=("approvals",)),

@@ -165,6 +165,20 @@ issued_form = Table(
     Column("expires_on", Date, nullable=False),
 )
 
+# Every change a request to РЦОКО named (admission.jobs.collect_operators): whether an account that is still
+# missing was asked for, and since when — РЦОКО answers for an item only a stated time after the request that
+# named it was delivered (the outbox says when: the request's key carries its change hash).
+requested_change = Table(
+    "admission_requested_change",
+    metadata,
+    Column("plan_id", String(64), primary_key=True),
+    Column("change_hash", String(32), primary_key=True),
+    Column("org_id", String(64), primary_key=True),
+    Column("person", String(400), primary_key=True),  # the name normalized as the checks compare it
+    Column("action", String(16), primary_key=True),  # create | block
+    Column("prepared_on", Date, nullable=False),
+)
+
 # Columns added after a table was first created: (table, column, SQL type). ``create_all`` creates missing
 # tables only, so a store from an earlier version gets them here, once, when it is opened.
 _ADDED_COLUMNS = [(stage_result, "evidence", "TEXT"), (intake, "sent_at", "TIMESTAMP")]
@@ -417,6 +431,28 @@ def record_issued_forms(url: str, plan_id: str, forms: list[tuple[str, tuple[str
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     with engine.begin() as conn:
         conn.execute(dialect.insert(issued_form).on_conflict_do_nothing(), values)
+
+
+def record_requested_changes(url: str, plan_id: str, change_hash: str, items: list[tuple[str, str, str]],
+                             prepared_on: dt.date) -> None:
+    """Remember what a request names: (org_id, normalized name, action); the same request twice is kept once."""
+    if not items:
+        return
+    values = [{"plan_id": plan_id, "change_hash": change_hash, "org_id": o, "person": p[:400], "action": a,
+               "prepared_on": prepared_on} for o, p, a in dict.fromkeys(items)]
+    engine = engine_for(url)
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    with engine.begin() as conn:
+        conn.execute(dialect.insert(requested_change).on_conflict_do_nothing(), values)
+
+
+def requested_changes(url: str, plan_id: str) -> pd.DataFrame:
+    """Every change the plan's requests named: change_hash, org_id, person, action, prepared_on."""
+    t = requested_change
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(t.c.change_hash, t.c.org_id, t.c.person, t.c.action, t.c.prepared_on)
+                            .where(t.c.plan_id == plan_id)).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=["change_hash", "org_id", "person", "action", "prepared_on"])
 
 
 def issued_forms(url: str, plan_id: str, org_id: str) -> list[tuple[tuple[str, ...], dt.date]]:

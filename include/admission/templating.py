@@ -12,6 +12,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from admission import wording
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -38,7 +40,11 @@ def environment() -> Environment:
         auto_reload=False,  # package files: no stat() per message (it was a tenth of a national render)
     )
     env.filters["ru_date"] = ru_date
+    env.filters["lower_first"] = wording.lower_first
+    env.filters["plural"] = wording.plural
     env.globals["stage_label"] = stage_list
+    env.globals["salutation"] = wording.salutation
+    env.globals["words"] = wording  # counted nouns: {{ n | plural(words.DAYS) }}
     return env
 
 

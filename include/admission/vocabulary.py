@@ -79,3 +79,9 @@ class IntakeOutcome(StrEnum):
     NO_FORM = "no_form"  # no valid form, from an organization's own address: nothing changed, a fresh form sent
     DUPLICATE = "duplicate"  # the same Message-ID delivered again
     QUARANTINED = "quarantined"  # failed MAX_ATTEMPTS times: set aside for the admin, the mailbox goes on
+
+
+# The start of a stage item that is not the responsible party's to act on yet: it waits on someone else (a
+# request to РЦОКО not yet sent or not yet due, a list the school has not approved). The card and the report show
+# it; the responsible party's letters leave it out (admission.mail.recipients.plan_digests).
+WAITING = "ожидается: "

@@ -37,6 +37,14 @@ class WorkCalendar:
             return False
         return day.weekday() < 5
 
+    def working_days_between(self, start: dt.date, end: dt.date) -> int:
+        """Working days after ``start`` up to and including ``end`` (0 when ``end`` is not after ``start``)."""
+        days, day = 0, start
+        while day < end:
+            day += dt.timedelta(days=1)
+            days += self.is_working_day(day)
+        return days
+
     def window_start(self, deadline: dt.date, working_days: int) -> dt.date:
         """First day of the reminder window: the N-th working day counting back from the deadline (included)."""
         day, counted = deadline, 0

@@ -158,7 +158,7 @@ def test_the_demo_day_counts_the_sites_and_the_overdue_notice_quotes_the_check(
     # ОО 9 of each МООУСО has no «сайт» row: its «Госвеб»-like site (three links deep) counts.
     assert results.loc["S109", "status"] == "complete"
     assert results.loc["S109", "evidence"].startswith(f"проверка сайта от 15.01.2020: {base}/school9-zarechny/roditelyam")
-    assert results.loc["S103", "evidence"] == "строка «сайт» в informing"  # site without it; the row counts
+    assert results.loc["S103", "evidence"] == "строка «сайт» в сведениях об информировании"  # site without it; the row counts
     # МООУСО 3: neither; its overdue notice quotes what the check found, and of which day.
     assert results.loc["M03", "status"] == "overdue"
     notices = [m for m in smtp_sink.messages() if m["X-Admission-Kind"] == "overdue"
@@ -193,7 +193,7 @@ def test_a_failed_website_check_is_its_own_red_run_and_the_day_is_judged_and_mai
     stage = next(s.number for s in plan.stages if s.check == "public_information")
     results = load_results(f"sqlite:///{tmp_path / 'admission.db'}", plan.id, D(2020, 1, 15), [stage])
     m03 = " ".join(results.set_index("org_id").loc["M03", "missing"])
-    assert "законченной автоматической проверки сайтов за последние 7 дн. нет" in m03
+    assert "законченной автоматической проверки сайтов за последние 7 дней нет" in m03
     assert any(m["X-Admission-Kind"] == "overdue" for m in smtp_sink.messages())
 
 

@@ -39,7 +39,10 @@ def _direct(plan, folder: Path) -> pd.DataFrame:
     from admission.inputs.reader import read_data_folder
 
     data = read_data_folder(folder)
-    return pd.concat([evaluate_stage(plan, s, data, AS_OF).results for s in plan.stages], ignore_index=True)
+    # As the day's jobs do: the request history of a store in which no request was delivered yet.
+    none_asked = pd.DataFrame(columns=["org_id", "person", "action", "delivered_on"])
+    return pd.concat([evaluate_stage(plan, s, data, AS_OF, requests=none_asked).results for s in plan.stages],
+                     ignore_index=True)
 
 
 def _via_snapshot(plan, settings) -> pd.DataFrame:

@@ -167,7 +167,7 @@ def test_a_school_returns_its_form_and_the_next_day_it_is_complete_with_no_remin
     assert receipt["In-Reply-To"] and receipt["X-Admission-Kind"] == "receipt"
     assert receipt["X-Admission-Orgs"] == SCHOOL
     text = receipt.get_body(("plain",)).get_content()
-    assert "сведения приняты" in text and "Операторы ОО, строк 1" in text and "по подписи формы" in text, text
+    assert "сведения приняты" in text and "Операторы ОО, 1 строка" in text and "по подписи формы" in text, text
     assert f"Этап {stage5}." in text and "выполнено" in text
     assert _folder(imap, "Обработано") and not _folder(imap, "INBOX")
     from admission.report import dashboard  # the campaign page's card says where the school's data came from
@@ -195,7 +195,7 @@ def test_bad_rows_are_partly_accepted_and_the_receipt_names_sheet_row_and_column
     out = _run(day, plan, client)
     assert out["read"]["written"] == 1
     text = _outbox(day, "receipt", HEAD)[0].get_body(("plain",)).get_content()
-    assert "сведения приняты частично" in text and "строк 1" in text
+    assert "сведения приняты частично" in text and "1 строка" in text
     assert "лист «Операторы ОО», строка 3, столбец «E-mail»" in text
 
 

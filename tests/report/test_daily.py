@@ -128,6 +128,7 @@ def test_report_dag_mails_on_a_working_day_and_not_on_a_day_off(airflow_db, plan
             out = evaluate_stage(plan, stage, demo_data, day)
             save_stage(url, plan.id, stage.number, day, out.results, out.findings)
     set_airflow_env(monkeypatch, demo_dir, tmp_path, smtp_sink)
+    monkeypatch.setenv("AIRFLOW_VAR_ADMISSION_PAGE_URL", "https://monitoring.minobr.example")
     take_snapshot(demo_dir, tmp_path, "2020-01-15")
     dag = DagBag(dag_folder=str(Path(__file__).parents[2] / "dags")).dags["report_2020_2021"]
     run = dag.test(logical_date=dt.datetime(2020, 1, 18, 4, tzinfo=dt.UTC), run_conf={"as_of": "2020-01-18"})
@@ -141,4 +142,8 @@ def test_report_dag_mails_on_a_working_day_and_not_on_a_day_off(airflow_db, plan
     docs = next(folder.rglob("data_docs/local_site/index.html"))
     listed = docs.read_text(encoding="utf-8")
     assert all(f"validations/admission_{name}" in listed for name in demo_data.frames)  # one result per dataset
-    assert docs.as_uri() in smtp_sink.messages()[0].get_body(("html",)).get_content()
+    # The Data Docs through the campaign page (behind its login), never a file:// path of the server.
+    html = smtp_sink.messages()[0].get_body(("html",)).get_content()
+    rel = docs.relative_to(folder / "data_docs").as_posix()
+    assert f'href="https://monitoring.minobr.example/admission/docs/2020-2021/2020-01-15/{rel}"' in html
+    assert "file://" not in html

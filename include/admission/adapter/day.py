@@ -150,7 +150,7 @@ def print_summary(day: dt.date, plans: list) -> None:
         print_mail_summary(day, plan, url)
 
 
-def run_day(date_text: str, dry_run: bool = False) -> int:
+def run_day(date_text: str, dry_run: bool = False, summary: bool = True) -> int:
     day = dt.date.fromisoformat(date_text)
     logging.getLogger("airflow").setLevel(logging.WARNING)
     runs = day_runs(day)
@@ -162,7 +162,8 @@ def run_day(date_text: str, dry_run: bool = False) -> int:
     failed: list[str] = []
     with serving_from_env():  # the demo region's websites, when the Makefile asks for them
         failed = _run_all(runs, day, dry_run)
-    print_summary(day, sorted({p.id: p for p, _ in runs}.values(), key=lambda p: p.id))
+    if summary:
+        print_summary(day, sorted({p.id: p for p, _ in runs}.values(), key=lambda p: p.id))
     if failed:
         print("\nFAILED DAG runs:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1

@@ -27,7 +27,9 @@ from admission.inputs.rules import (
 from admission.plan import Plan, Stage
 from admission.registry import CHECKS, datasets_of, informing_stages
 from admission.schema import DATASETS, TOPICS, Finding
-from admission.vocabulary import Status
+from admission.vocabulary import WAITING, Status
+from admission.wording import DAYS, WORKING_DAYS, plural
+from admission.workdays import WorkCalendar
 
 RESULT_COLUMNS = [
     "plan_id", "stage", "as_of", "org_id", "kind", "name", "parent_id",
@@ -36,7 +38,7 @@ RESULT_COLUMNS = [
 
 # How the report names what counted for stage 2's website requirement (the start of the evidence text).
 SOURCE_SITE = "проверка сайта"
-SOURCE_ROW = "строка «сайт» в informing"
+SOURCE_ROW = "строка «сайт» в сведениях об информировании"
 
 
 
@@ -50,6 +52,7 @@ class Context:
     stage: Stage
     as_of: dt.date
     sites: pd.DataFrame | None = None  # the day's website check per organization (admission.checks.sites); None: not run
+    requests: pd.DataFrame | None = None  # what delivered requests to РЦОКО named (jobs.request_history); None: unknown
     evidence: pd.Series | None = None  # org_id -> what counted, set by a check that says (stage 2)
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -257,7 +260,7 @@ def check_public_information(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
 
     def why_no_site(org_id: object, website: object) -> str:
         lead = "нет сведений о размещении информации на официальном сайте: "
-        tail = "; строки с каналом «сайт» по этому этапу в informing тоже нет"
+        tail = "; строки с каналом «сайт» по этому этапу в сведениях об информировании тоже нет"
         found = by_org.get(org_id)
         if found is not None:
             return (lead + _checked_on(found) + str(found.get("reason") or "информация на сайте не найдена") + tail)
@@ -265,7 +268,7 @@ def check_public_information(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
             return lead + "адрес сайта в реестре не указан, автоматическая проверка невозможна" + tail
         if ctx.sites is None:
             return (lead + "законченной автоматической проверки сайтов за последние "
-                    f"{ctx.plan.site_check.max_age_days} дн. нет" + tail)
+                    f"{plural(ctx.plan.site_check.max_age_days, DAYS)} нет" + tail)
         return lead + "сайт не проверен" + tail
 
     def counted(org_id: object, has_row: bool) -> str | None:
@@ -377,6 +380,9 @@ def _stage_of(ctx: Context, check: str) -> str:
 
 
 def check_accounts(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
+    """Every approved operator has an issued account and no account outlives the list. РЦОКО answers for an item
+    only once a request naming it was delivered ``requests.response_working_days`` working days ago; before that
+    (or with no request at all, or no approved list) the item says what it waits for."""
     ops = ctx.valid_rows("operators")
     acc = ctx.valid_rows("accounts")
     ops_key = pd.DataFrame({"org_id": ops["org_id"], "person": ctx.norm("operators", "full_name").loc[ops.index],
@@ -395,14 +401,43 @@ def check_accounts(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
     complete = has_ops & ~lacks & ~has_stale
     missing = _missing(
         orgs,
-        _flag(orgs, ~has_ops, "нет утвержденного списка операторов (" + _stage_of(ctx, "operators")
-              + "), учетные записи выдать некому"),
-        group_lists(no_account["org_id"], "нет выданной учетной записи: " + no_account["name"]),
-        group_lists(stale["org_id"],
-                    "учетная запись не заблокирована, хотя сотрудника нет в списке операторов: " + stale["name"]),
+        _flag(orgs, ~has_ops, WAITING + "утвержденный список операторов (" + _stage_of(ctx, "operators")
+              + "): пока его нет, учетные записи выдать некому"),
+        _request_items(ctx, no_account, "create", "нет выданной учетной записи: ",
+                       "выдача учетной записи: "),
+        _request_items(ctx, stale, "block", "учетная запись не заблокирована, хотя сотрудника нет в списке "
+                                            "операторов: ", "блокировка учетной записи: "),
         ctx.row_messages("accounts"),
     )
     return CheckResult(complete, missing)
+
+
+def _request_items(ctx: Context, rows: pd.DataFrame, action: str, due: str, waiting: str) -> pd.Series:
+    """org_id -> items for the people of ``rows``: РЦОКО's («нет выданной учетной записи: …, заявка от …») when a
+    request naming them was delivered long enough ago, else what they wait for."""
+    if rows.empty:
+        return pd.Series(dtype="object")
+    days = ctx.plan.requests.response_working_days
+    history = ctx.requests
+    asked: dict[tuple, dt.date] = {}
+    if history is not None and not history.empty:
+        mine = history[history["action"] == action]
+        asked = {(o, p): d for o, p, d in zip(mine["org_id"], mine["person"], mine["delivered_on"], strict=True)}
+    calendar = WorkCalendar.for_plan(ctx.plan)
+    texts = []
+    for org, person, name in zip(rows["org_id"].tolist(), rows["person"].tolist(), rows["name"].tolist(),
+                                 strict=True):
+        sent = asked.get((org, person))
+        if history is None:  # no request history given (a check run outside the day): as before
+            texts.append(f"{due}{name}")
+        elif sent is None:
+            texts.append(f"{WAITING}{waiting}{name} — заявка в РЦОКО еще не направлена")
+        elif calendar.working_days_between(sent, ctx.as_of) >= days:
+            texts.append(f"{due}{name} (заявка направлена {_fmt(sent)})")
+        else:
+            texts.append(f"{WAITING}{waiting}{name} — заявка направлена {_fmt(sent)}, срок ответа РЦОКО — "
+                         f"{plural(days, WORKING_DAYS)}")
+    return group_lists(rows["org_id"], pd.Series(texts, index=rows.index, dtype=object))
 
 
 def check_school_data(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
@@ -498,13 +533,14 @@ class StageOutcome:
 
 
 def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
-                   validation: Validation | None = None, sites: pd.DataFrame | None = None) -> StageOutcome:
+                   validation: Validation | None = None, sites: pd.DataFrame | None = None,
+                   requests: pd.DataFrame | None = None) -> StageOutcome:
     """Status of every concerned organization for one stage as of a date."""
     names = ["organizations", *datasets_of(stage.check)]
     if validation is None:
         validation = validate_rows({n: data.frames[n] for n in names if n in data.frames}, informing_stages(plan))
     findings, problems = day_problems(data, validation)
-    ctx = Context(data, problems, plan, stage, as_of, sites)
+    ctx = Context(data, problems, plan, stage, as_of, sites, requests)
     orgs = _orgs(ctx)
     out: CheckResult = CHECKS[stage.check].run()(ctx, orgs)
     complete, missing = out.complete.to_numpy(dtype=bool), out.missing

@@ -111,6 +111,18 @@ def _header_row(rows: list[list[str]], ds: Dataset, limits: Limits) -> int:
     return best
 
 
+def _owner(stem: str | None) -> str | None:
+    """The organization a per-organization file names, when its name can be one (a name that is not UTF-8, or
+    longer than a code, names nobody)."""
+    if not stem or len(stem) > CODE_MAX:
+        return None
+    try:
+        stem.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return stem
+
+
 def _normalize(table: RawTable, ds: Dataset, rel: str, stem: str | None, findings: list[Finding],
                limits: Limits) -> dict[str, list] | None:
     """Header row -> keys, strip values, drop empty rows, add _file/_row; every problem is a finding.
@@ -120,7 +132,7 @@ def _normalize(table: RawTable, ds: Dataset, rel: str, stem: str | None, finding
     def finding(message: str, row: int | None = None, column: str | None = None, org: str | None = None) -> None:
         # A problem of a whole per-organization file is that organization's (its card, its digest).
         findings.append(Finding(ds.name, rel, message, row=row, column=column,
-                                org_id=org if org is not None or row is not None else stem))
+                                org_id=org if org is not None or row is not None else _owner(stem)))
 
     rows = table.rows
     at = _header_row(rows, ds, limits) if rows else 0
@@ -347,7 +359,7 @@ def _read_tables(root: Path, names: list[str], findings: list[Finding], limits: 
             raw = e.path.relative_to(root).as_posix()
             rel = display_path(raw)
             size, mtime_ns = _stat(e.path)
-            owner = e.path.stem if e.per_org else None  # a per-organization file's problem is its organization's
+            owner = _owner(e.path.stem) if e.per_org else None  # a per-organization file's problem is its org's
             if e.refusal:
                 findings.append(Finding(name, rel, e.refusal, org_id=owner))
                 if files is not None:

@@ -91,6 +91,7 @@ from admission.schema import DATASETS, KIND_ALIASES, cell_value, normalize_heade
 from admission.store import engine_for, intake, issued_forms, record_issued_forms
 from admission.templating import ru_date
 from admission.vocabulary import IntakeOutcome, IntakeState, Status
+from admission.wording import PROBLEMS, ROWS, plural, salutation
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +139,18 @@ class Organizations:
         self.parent: dict[str, str] = {}
         self.heads: dict[str, list[str]] = {}
         self.addresses: dict[str, set[str]] = {}
+        self.person: dict[str, str] = {}  # address -> the registry's name of its owner (a receipt's salutation)
         if reg is None or reg.empty:
             return
         cols = {c: reg[c].tolist() if c in reg else [None] * len(reg)
-                for c in ("org_id", "name", "kind", "parent_id", "head_email", "curator_email")}
-        for org, name, kind, parent, head, curator in zip(*cols.values(), strict=True):
+                for c in ("org_id", "name", "kind", "parent_id", "head_email", "curator_email", "head_name",
+                          "curator_name")}
+        for org, name, kind, parent, head, curator, head_name, curator_name in zip(*cols.values(), strict=True):
             self.name[org] = str(name or org)
+            for cell, who in ((head, head_name), (curator, curator_name)):
+                if isinstance(who, str) and who.strip():
+                    for address in split_emails(cell):
+                        self.person.setdefault(address.lower(), who.strip())
             self.kind[org] = KIND_ALIASES.get(kind, kind)
             if isinstance(parent, str) and parent:
                 self.parent[org] = parent
@@ -766,7 +773,8 @@ def receipt_recipients(ctx_orgs: Organizations, row: dict) -> list[str]:
 
 
 def render_receipt(plan, as_of: dt.date, row: dict, org_names: dict, statuses: dict[str, list[dict]],
-                   recipient: str, from_email: str, from_name: str, forms: list[tuple[str, bytes]] = ()):
+                   recipient: str, from_email: str, from_name: str, forms: list[tuple[str, bytes]] = (),
+                   recipient_name: str | None = None):
     """The reply to one message: what was accepted, what is still wrong (attachment, sheet, row, column), the
     stages now, and a fresh form where the one sent could not count."""
 
@@ -775,7 +783,7 @@ def render_receipt(plan, as_of: dt.date, row: dict, org_names: dict, statuses: d
     orgs = result.get("orgs") or [row["org_id"]]
     sent = dt.datetime.fromisoformat(result["sent_at"]) if result.get("sent_at") else row["received_at"]
     names = ", ".join(f"{org_names.get(o, o)} (код {o})" for o in orgs)
-    lines = ["Здравствуйте!", "",
+    lines = [salutation(recipient_name or ""), "",
              f"Получено ваше письмо от {_local(sent, plan):%d.%m.%Y %H:%M} (время — {_zone(plan)}, письмо "
              f"обработано {_local(row['received_at'], plan):%d.%m.%Y %H:%M}). "
              + (f"Организация: {names} — по подписи формы." if result.get("identified_by") == "form"
@@ -788,7 +796,7 @@ def render_receipt(plan, as_of: dt.date, row: dict, org_names: dict, statuses: d
         lines += ["", "Сведения из формы (строки листа заменяют прежние сведения организации по этому набору данных):"]
         for f in files:
             org = f" — {org_names.get(f['org_id'], f['org_id'])}" if len(orgs) > 1 or f["org_id"] not in orgs else ""
-            lines.append(f"  - {f['label']}{org}: {DATASETS[f['dataset']].ru}, строк {f['rows']} — "
+            lines.append(f"  - {f['label']}{org}: {DATASETS[f['dataset']].ru}, {plural(f['rows'], ROWS)} — "
                          f"{_FILE_STATUS_RU.get(f.get('status'), 'принято')}"
                          + (f" ({f['note']})" if f.get("note") else ""))
     if result.get("notes"):
@@ -802,7 +810,8 @@ def render_receipt(plan, as_of: dt.date, row: dict, org_names: dict, statuses: d
                 f", столбец «{p['column']}»" if p.get("column") else "")
             lines.append(f"  - {where}: {safe_text(p['message'], 400)}")
         if result.get("problems_total", 0) > len(wrong):
-            lines.append(f"  ... и еще {result['problems_total'] - len(wrong)}")
+            more = result["problems_total"] - len(wrong)
+            lines.append(f"  ... и еще {plural(more, PROBLEMS)}")
     if forms:
         lines += ["", "Во вложении — действующая форма организации: заполните ее и отправьте ответом на это письмо."]
     for org, rows in statuses.items():
@@ -812,6 +821,7 @@ def render_receipt(plan, as_of: dt.date, row: dict, org_names: dict, statuses: d
         for s in rows:
             lines.append(f"  Этап {s['stage']}. {s['title']}: {STATUS_RU.get(s['status'], s['status'])}")
             lines += [f"    - {m}" for m in s["missing"]]
+    lines += ["", "С уважением,", *plan.sender.lines()]
     lines += ["", "--", "Письмо сформировано автоматически системой мониторинга подготовки к приему в 1-й класс "
               f"(кампания {plan.id})."]
     text = "\n".join(safe_text(line, 2000) if line else "" for line in lines) + "\n"
@@ -840,6 +850,11 @@ def _local(moment: dt.datetime, plan) -> dt.datetime:
 
 def _zone(plan) -> str:
     return "московское" if plan.timezone == "Europe/Moscow" else f"часовой пояс {plan.timezone}"
+
+
+def zone_ru(plan) -> str:
+    """The plan's time zone as a column header says it: «время московское»."""
+    return "время московское" if plan.timezone == "Europe/Moscow" else f"часовой пояс {plan.timezone}"
 
 
 def _stages_for_form(plan, ctx_orgs: Organizations, org_id: str, results) -> list[int]:
@@ -935,5 +950,6 @@ def _receipts_of(plan, as_of, row, results, frames, keys, orgs, titles, from_ema
             issued.append((org, tuple(form_datasets(plan, stages, orgs.kind.get(org))), as_of,
                            form_expiry(plan, stages, as_of)))
     return [(receipt_key(plan.id, row["message_id"], to), "receipt",
-             render_receipt(plan, as_of, row, orgs.name, statuses, to, from_email, from_name, forms))
+             render_receipt(plan, as_of, row, orgs.name, statuses, to, from_email, from_name, forms,
+                            orgs.person.get(to.lower())))
             for to in recipients]

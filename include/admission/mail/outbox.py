@@ -439,14 +439,19 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
 
 def delivered_request(url: str, plan_id: str, key_prefix: str) -> dict | None:
     """The first delivered message whose key starts with ``key_prefix`` (a request's change set): as_of, sent_on,
-    path; None while nobody has received it."""
+    path; None while nobody has received it.
+
+    ``sent_on`` is a campaign day: the day the message was composed for, plus the days its delivery took (an SMTP
+    server down for two days makes it two days later). Not the wall-clock date: a past campaign day judged today
+    (the demo, a re-run, a test) would otherwise have its request delivered years after its own deadline."""
     with engine_for(url).connect() as conn:
-        row = conn.execute(select(outbox.c.as_of, outbox.c.sent_at, outbox.c.path).where(
+        row = conn.execute(select(outbox.c.as_of, outbox.c.sent_at, outbox.c.created_at, outbox.c.path).where(
             outbox.c.plan_id == plan_id, outbox.c.digest_key.startswith(key_prefix, autoescape=True),
             outbox.c.status.in_((Delivery.SENT, Delivery.WRITTEN))).order_by(outbox.c.sent_at).limit(1)).first()
     if row is None:
         return None
-    return {"as_of": row.as_of, "sent_on": row.sent_at.date() if row.sent_at else row.as_of, "path": row.path}
+    took = max((row.sent_at.date() - row.created_at.date()).days, 0) if row.sent_at and row.created_at else 0
+    return {"as_of": row.as_of, "sent_on": row.as_of + dt.timedelta(days=took), "path": row.path}
 
 
 def outbox_counts(url: str, plan_id: str, as_of: dt.date) -> dict[str, dict[str, int]]:

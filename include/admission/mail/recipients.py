@@ -19,7 +19,7 @@ from admission.inputs.reader import DataFolder
 from admission.inputs.rules import is_chief_operator
 from admission.mail.keys import digest_key
 from admission.plan import Plan
-from admission.vocabulary import DIGEST_KINDS, EscalationRole, MailKind, ResponsibleRole, Status
+from admission.vocabulary import DIGEST_KINDS, WAITING, EscalationRole, MailKind, ResponsibleRole, Status
 from admission.workdays import WorkCalendar
 
 KINDS = DIGEST_KINDS
@@ -227,6 +227,12 @@ def plan_digests(plan: Plan, as_of: dt.date, results: pd.DataFrame, data: DataFo
         responsible = stage.responsible.get(kind_of_org)
         escalation = stage.escalation.get(kind_of_org)
         missing = list(reasons) if isinstance(reasons, list | tuple) else []
+        # What waits on someone else (admission.checks.stages.WAITING) is not the responsible party's: a letter
+        # that would hold nothing else is not sent (РЦОКО is not told of an account nobody asked it for).
+        owed = [m for m in missing if not m.startswith(WAITING)]
+        if missing and not owed:
+            continue
+        missing = owed
         for kind in kinds:
             if kind == "escalation":
                 to = directory.resolve(escalation, org_id)

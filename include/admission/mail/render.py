@@ -26,6 +26,7 @@ from admission.plan import Plan
 from admission.registry import REQUEST_CHECKS, REQUEST_DEADLINE_CHECK, stages_with
 from admission.templating import render as render_template
 from admission.templating import ru_date, stage_list
+from admission.wording import CHANGES, plural
 from admission.xlsx import XLSX_MIME
 
 # Lines up to 120 characters (RFC 5322 allows 998): a Russian display name stays one encoded-word,
@@ -45,6 +46,9 @@ INTROS = {
                "По данным на {date} не выполнено следующее:",
     "escalation": "Подведомственные организации не выполнили в срок мероприятия плана подготовки к приему "
                   "в первый класс в электронной форме. Состояние на {date}:",
+    # A reminder of stages without a deadline (stage 1 runs the whole campaign): no deadline «approaches».
+    "ongoing": "Напоминаем о мероприятиях плана подготовки к приему в первый класс в электронной форме, которые "
+               "выполняются в течение всей кампании. По данным на {date} не выполнено следующее:",
 }
 NEXT_STEPS = {
     "reminder": "Пожалуйста, выполните мероприятия до срока. Если срок будет пропущен, сведения о просрочке "
@@ -52,6 +56,7 @@ NEXT_STEPS = {
     "overdue": "Пожалуйста, устраните недостатки как можно скорее. Сведения о просрочке направлены "
                "в вышестоящий орган; напоминания будут приходить ежедневно до выполнения.",
     "escalation": "Просим взять выполнение на контроль. Ответственные организации получают ежедневные уведомления.",
+    "ongoing": "Пожалуйста, выполните эти мероприятия: их выполнение проверяется ежедневно до конца кампании.",
 }
 
 
@@ -172,9 +177,12 @@ def render(digest: Digest, plan: Plan, from_email: str, from_name: str = "",
             "deadline_text": stage.deadline_text, "items": by_stage[number],
         })
     subject = subject_for(digest, plan)
+    ongoing = digest.kind == "reminder" and not any(plan.stage(n).deadline for n in by_stage)
+    tone = "ongoing" if ongoing else digest.kind
     context = {
         "subject": subject, "recipient": digest.recipient, "kind": digest.kind, "stages": stages,
-        "intro": INTROS[digest.kind].format(date=ru_date(digest.as_of)), "next_step": NEXT_STEPS[digest.kind],
+        "intro": INTROS[tone].format(date=ru_date(digest.as_of)), "next_step": NEXT_STEPS[tone],
+        "sender": plan.sender,
         "plan_id": plan.id, "as_of": digest.as_of, "forms": [name for name, _ in attachments or []],
         "page_link": page_link[0] if page_link else None, "page_link_until": page_link[1] if page_link else None,
     }
@@ -272,13 +280,15 @@ def recipient_of(msg: Message) -> str:
 def render_request(plan: Plan, as_of: dt.date, recipient, changes: list[dict], org_ids: list[str], xlsx: Path,
                    change_hash: str, from_email: str, from_name: str = "") -> EmailMessage:
     """The request to the regional center (kind `request`) with the XLSX attached."""
+    deadline_stage = next(iter(stages_with(plan, (REQUEST_DEADLINE_CHECK,))), None)
     context = {"recipient": recipient, "changes": changes, "as_of": as_of, "plan_id": plan.id,
                "creates": sum(c["action"] == "create" for c in changes),
                "blocks": sum(c["action"] == "block" for c in changes), "schools": len(set(org_ids)),
-               "deadline": next((s.deadline for s in stages_with(plan, (REQUEST_DEADLINE_CHECK,))), None)}
+               "deadline": deadline_stage.deadline if deadline_stage else None,
+               "deadline_stage": deadline_stage.number if deadline_stage else None, "sender": plan.sender}
     msg = envelope(plan.id, "request", [s.number for s in stages_with(plan, REQUEST_CHECKS)], org_ids, as_of,
                    f"Заявка об изменении списка операторов АИС «Е-услуги. Образование» от {ru_date(as_of)} "
-                   f"({len(changes)} изменений)", request_key(plan.id, change_hash, recipient.email),
+                   f"({plural(len(changes), CHANGES)})", request_key(plan.id, change_hash, recipient.email),
                    recipient, from_email, from_name)
     msg.set_content(render_template("mail/request.txt.j2", context), subtype="plain", charset="utf-8",
                     cte="base64")

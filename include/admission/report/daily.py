@@ -18,13 +18,14 @@ import pandas as pd
 from admission import quiet_libraries
 from admission.checks.stages import SOURCE_ROW, SOURCE_SITE
 from admission.labels import FILE_CHANGE_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
-from admission.mail.intake import described
+from admission.mail.intake import described, zone_ru
 from admission.mail.keys import digest_key
 from admission.mail.recipients import Person
 from admission.mail.render import envelope
 from admission.plan import Plan
 from admission.templating import render as render_template
 from admission.templating import ru_date
+from admission.wording import salutation
 from admission.xlsx import XLSX_MIME, new_workbook, write_sheet
 
 
@@ -96,7 +97,32 @@ def stage_table(plan: Plan, today: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
             "complete": complete, "lagging": int(counts.get("lagging", 0)), "overdue": int(counts.get("overdue", 0)),
             "total": total, "pct": round(100.0 * complete / total, 1) if total else None,
         })
-    return pd.DataFrame(rows)
+    # Object columns: a stage without a deadline (or without organizations) keeps None, which the mail shows as
+    # «—» and the workbook as an empty cell; a float column made it «nan» and the other days «2.0».
+    return pd.DataFrame(rows, dtype=object)
+
+
+STATUS_ORDER = {"overdue": 0, "lagging": 1, "complete": 2}
+
+
+def headline(report: Report) -> dict:
+    """What the minister reads first: how many organizations are overdue, the МООУСО with most overdue, what
+    changed since the previous report, and the nearest deadline."""
+    stages = report.stages.to_dict("records")
+    overdue = sum(int(s["overdue"]) for s in stages)
+    late_stages = [s["stage"] for s in stages if s["overdue"]]
+    worst = None
+    munis = report.municipalities
+    if not munis.empty and "overdue" in munis and int(munis.iloc[0]["overdue"]) > 0:
+        first = munis.iloc[0]
+        worst = {"name": first["name"], "overdue": int(first["overdue"]), "pct": first["pct"]}
+    changes = report.changes
+    better = int((changes["after"] == "complete").sum()) if not changes.empty else 0
+    worse = int((changes["after"] == "overdue").sum()) if not changes.empty else 0
+    upcoming = [s for s in stages if s["deadline"] is not None and s["days_left"] is not None and s["days_left"] >= 0]
+    nearest = min(upcoming, key=lambda s: s["days_left"]) if upcoming else None
+    return {"overdue": overdue, "late_stages": late_stages, "worst": worst, "better": better, "worse": worse,
+            "nearest": nearest}
 
 
 def municipality_table(today: pd.DataFrame, orgs: pd.DataFrame) -> pd.DataFrame:
@@ -157,14 +183,23 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
     start = plan.campaign.start
     dated = [s for s in plan.stages if s.deadline]
     end = max([as_of, *[s.deadline for s in dated]]) + dt.timedelta(days=3)
+    import matplotlib.dates as mdates
+
     colors = plt.get_cmap("tab10")
+    # Stages often share a value (0 % or 100 %) for days: a marker and a line style of its own keep each visible
+    # where the lines lie on each other, and the legend gives each stage's value today.
+    markers, styles = "osD^vP*X", ["-", "-", "-.", "-", ":", "-", "-.", "-"]
     for i, stage in enumerate(plan.ordered_stages):
         h = history[history["stage"] == stage.number].sort_values("as_of")
         color = colors(i % 10)
         if not h.empty:
-            ax.plot(pd.to_datetime(h["as_of"]), h["pct"], marker="o", ms=3, color=color, label=f"Этап {stage.number}")
+            today = h["pct"].iloc[-1]
+            ax.plot(pd.to_datetime(h["as_of"]), h["pct"], marker=markers[i % len(markers)], ms=5 + (i % 3),
+                    ls=styles[i % len(styles)], lw=1.6, color=color, alpha=0.9, markerfacecolor="none",
+                    label=f"Этап {stage.number}: {today:.0f}%")
         if stage.deadline:
-            ax.plot(pd.to_datetime([start, stage.deadline]), [0, 100], ls="--", lw=0.8, color=color, alpha=0.6)
+            ax.plot(pd.to_datetime([start, stage.deadline]), [0, 100], ls="--", lw=0.7, color=color, alpha=0.35)
+            ax.plot([pd.Timestamp(stage.deadline)], [100], marker="|", ms=10, color=color, alpha=0.7)
     ax.axvline(pd.Timestamp(as_of), color="grey", lw=0.8)
     ax.set_xlim(pd.Timestamp(start), pd.Timestamp(end))
     ax.set_ylim(0, 105)
@@ -173,6 +208,7 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
                  fontsize=9)
     ax.legend(fontsize=7, ncol=4, loc="lower right")
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d.%m.%Y"))  # as an official writes a date
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,18 +223,23 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
 
     write_sheet(wb, "Сводка", ["Этап", "Название", "Срок", "Дней до срока", "Выполнено", "Отстают", "Просрочено", "Всего",
                      "% выполнения"],
-          [[r.stage, r.title, r.deadline, r.days_left, r.complete, r.lagging, r.overdue, r.total, r.pct]
+          [[r.stage, r.title, r.deadline or "весь период", r.days_left if r.days_left is not None else "—",
+            r.complete, r.lagging, r.overdue, r.total, r.pct if r.pct is not None else "—"]
            for r in report.stages.itertuples()], [6, 50, 12, 14, 11, 10, 12, 8, 13])
     names = today.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
     for stage in report.plan.ordered_stages:
-        r = today[today["stage"] == stage.number].sort_values(["status", "org_id"])
+        r = today[today["stage"] == stage.number]
+        # What needs attention first: overdue (longest first), then lagging, then complete.
+        order = pd.DataFrame({"s": r["status"].map(STATUS_ORDER).fillna(3),
+                              "d": -pd.to_numeric(r["days_overdue"], errors="coerce").fillna(0), "o": r["org_id"]})
+        r = r.loc[order.sort_values(["s", "d", "o"]).index]
         # Column by column (tolist), not row by row: the national workbook has 2.6 million cells.
         parent = [names.get(p, p) if isinstance(p, str) else "" for p in r["parent_id"].tolist()]
         status = [STATUS_RU.get(s, s) for s in r["status"].tolist()]
         missing = ["; ".join(m) if m else "" for m in r["missing"].tolist()]
         headers = ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки", "Что не сделано"]
-        columns = [r["org_id"].tolist(), r["name"].tolist(), r["kind"].tolist(), parent, status,
-                   r["days_overdue"].tolist(), missing]
+        late = [int(d) if pd.notna(d) else None for d in r["days_overdue"].tolist()]
+        columns = [r["org_id"].tolist(), r["name"].tolist(), r["kind"].tolist(), parent, status, late, missing]
         widths = [10, 50, 8, 40, 12, 15, 100]
         if "evidence" in r and r["evidence"].notna().any():  # what counted (stage 2: the site check or a row)
             headers.append("Что засчитано")
@@ -209,7 +250,7 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           p[["dataset", "file", "row", "column", "org_id", "message"]].itertuples(index=False, name=None),
           [20, 40, 8, 22, 16, 100])
-    write_sheet(wb, "Почта", ["Получено", "От", "Тема", "Организации", "Итог", "Принято (набор, код: строк)",
+    write_sheet(wb, "Почта", [f"Получено ({zone_ru(report.plan)})", "От", "Тема", "Организации", "Итог", "Принято (набор, код: строк)",
                               "Не принято и почему"],
                 [(m["received"], m["sender"], m["subject"], m["orgs"], m["outcome_ru"], m["accepted"], m["refused"])
                  for m in described(report.intake, report.plan)],
@@ -229,9 +270,10 @@ def render_email(report: Report, recipient: Person, from_email: str, from_name: 
 
 def render_emails(report: Report, recipients: list[Person], from_email: str, from_name: str, png: Path, xlsx: Path,
                   docs_link: str | None = None, docs_date: dt.date | None = None) -> list[EmailMessage]:
-    """One report message per recipient. The body does not depend on the reader: it is rendered and encoded
-    once and the same parts go into every envelope (national data: 85 ministry addresses, a 2-million-cell
-    workbook; rendering and base64 per recipient took 54 s)."""
+    """One report message per recipient. Only the greeting depends on the reader: the workbook attachment is
+    encoded once and the same part goes into every envelope (national data: 85 ministry addresses, a
+    2-million-cell workbook; rendering and base64 of everything per recipient took 54 s), and the text is
+    rendered once per distinct greeting."""
     domain = from_email.rsplit("@", 1)[-1] or "admission.local"
     cid = make_msgid(idstring="chart", domain=domain)
     context = {
@@ -244,15 +286,25 @@ def render_emails(report: Report, recipients: list[Person], from_email: str, fro
         "docs_link": docs_link, "docs_date": docs_date, "unjudged": report.unjudged, "preview": report.preview,
         "undelivered": report.undelivered, "files_changed": report.files_changed, "file_change_ru": FILE_CHANGE_RU,
         "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU, "sources": report.sources,
-        "intake": intake_summary(report.intake), "intake_total": len(report.intake),
+        "intake": intake_summary(report.intake), "intake_total": len(report.intake), "head": headline(report),
+        "sender": report.plan.sender,
     }
-    body = MIMEPart()
-    body.set_content(render_template("report/report.txt.j2", context), subtype="plain", charset="utf-8",
-                     cte="base64")
-    body.add_alternative(render_template("report/report.html.j2", context), subtype="html", charset="utf-8",
-                         cte="base64")
-    body.get_payload()[1].add_related(png.read_bytes(), maintype="image", subtype="png", cid=cid, filename=png.name,
-                                      disposition="inline")
+    chart_bytes = png.read_bytes()
+    bodies: dict[str, MIMEPart] = {}
+
+    def body_for(greeting: str) -> MIMEPart:
+        if greeting not in bodies:
+            body = MIMEPart()
+            filled = context | {"greeting": greeting}
+            body.set_content(render_template("report/report.txt.j2", filled), subtype="plain", charset="utf-8",
+                             cte="base64")
+            body.add_alternative(render_template("report/report.html.j2", filled), subtype="html", charset="utf-8",
+                                 cte="base64")
+            body.get_payload()[1].add_related(chart_bytes, maintype="image", subtype="png", cid=cid,
+                                              filename=png.name, disposition="inline")
+            bodies[greeting] = body
+        return bodies[greeting]
+
     attachment = MIMEPart()
     attachment.set_content(xlsx.read_bytes(), maintype=XLSX_MIME[0], subtype=XLSX_MIME[1], filename=xlsx.name,
                            disposition="attachment")
@@ -263,7 +315,7 @@ def render_emails(report: Report, recipients: list[Person], from_email: str, fro
                        subject, digest_key(report.plan.id, report.as_of, "report", recipient.email), recipient,
                        from_email, from_name)
         msg.set_type("multipart/mixed")
-        msg.attach(body)
+        msg.attach(body_for(salutation(recipient.name)))
         msg.attach(attachment)
         messages.append(msg)
     return messages

@@ -28,6 +28,7 @@ import csv
 import datetime as dt
 import io
 import random
+import shutil
 from pathlib import Path
 
 from admission.schema import DATASETS
@@ -120,13 +121,24 @@ def _write(path: Path, dataset: str, rows: list[dict], *, fmt: str = "csv", head
     path.write_bytes(buf.getvalue().encode(encoding))
 
 
-def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> dict[str, int]:
+# How the demo region catches up over a campaign's days (``generate(progress=k)`` fixes the first 3·k): the
+# defects the first day's data has, in the order schools and МООУСО fix them.
+FIXES = ("d107_sent_again", "site_rows", "vacancies", "stand_rows", "approvals", "classes", "cards", "meetings",
+         "operators_s5", "module_order")
+
+
+def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None, progress: int = 0) -> dict[str, int]:
     """Write the demo data folder; returns counts per organization kind. ``sites``: the base URL of the demo
-    websites (admission.tools.demo_sites, default http://127.0.0.1:8399) that the registry gives as official sites."""
+    websites (admission.tools.demo_sites, default http://127.0.0.1:8399) that the registry gives as official sites.
+    ``progress``: how many campaign days the region has had to catch up since the first (each fixes three of
+    :data:`FIXES`), so that a demo of several days shows a trajectory."""
+    fixed = set(FIXES[: 3 * max(progress, 0)])
 
     sites = (sites or sites_url()).rstrip("/")
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in ("informing", "operators"):  # per-organization files: a day's set replaces the previous one
+        shutil.rmtree(out / folder, ignore_errors=True)
     rng = random.Random(seed)
     people = _People(rng)
 
@@ -180,6 +192,8 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> 
                 row |= {"replaced": "да", "order_no": "145-о", "order_date": dt.date(2019, 12, 10)}
             if m == 3 and i == 1:
                 row |= {"replaced": "да"}
+                if "module_order" in fixed:
+                    row |= {"order_no": "12-о", "order_date": dt.date(2019, 12, 12)}
             staff.append(row)
         curator, _ = people.person()
         curator_email = f"curator-{slug}@{DOMAIN}"
@@ -197,9 +211,9 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> 
                          "curator_name": curator if s != 7 else "",
                          "curator_email": curator_email if s != 7 else ""})
             esia_events(sid, s, "none" if s == 12 else "once" if s == 10 else "regular")
-            if s != 9:
+            if s != 9 or "site_rows" in fixed:
                 inform(sid, 2, "сайт", dt.date(2019, 12, 12), "порядок и сроки", url=f"{school_site}/priem")
-            if s != 4:
+            if s != 4 or "stand_rows" in fixed:
                 inform(sid, 2, "стенд", dt.date(2019, 12, 13), "порядок и сроки; возраст")
             # Stage 5: operators, one file per school in mixed formats.
             ops: list[dict] = []
@@ -219,7 +233,7 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> 
                 ops[-1]["email"] = f"op.s{s}.{slug}@@{DOMAIN}"
             if s == 11:
                 ops.append(dict(ops[-1]) | {"email": f"dup.s{s}.{slug}@{DOMAIN}"})
-            if s != 5:
+            if s != 5 or "operators_s5" in fixed:
                 fmt = "xlsx" if s % 4 == 1 else "csv"
                 operator_files[sid] = (ops, fmt)
             # Stage 6: accounts issued by the regional center.
@@ -236,7 +250,7 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> 
                 accounts.append({"org_id": sid, "full_name": gone, "login": f"{sid.lower()}_old",
                                  "status": "выдана", "issued_at": dt.date(2018, 12, 20)})
             # Stage 7: the school card and first classes.
-            if s != 12:
+            if s != 12 or "cards" in fixed:
                 card = {"org_id": sid, "full_name": name, "short_name": f"СОШ № {s}", "inn": inn,
                         "kpp": f"61{m}{s:02d}1001", "ogrn": ogrn, "address": f"{district}, ул. Школьная, д. {s}",
                         "phone": f"8 (800) 555-{m}{s:02d}", "email": f"school{s}-{slug}@{DOMAIN}",
@@ -247,14 +261,14 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> 
                     card["phone"] = ""
                     card["website"] = f"school{s}-{slug}.{DOMAIN}"
                 cards.append(card)
-            if s != 9:
+            if s != 9 or "classes" in fixed:
                 for letter in "АБ"[: 1 + s % 2]:
                     cap = 25
-                    vac = 30 if s == 10 else 25 - (s % 5)
+                    vac = 30 if s == 10 and "vacancies" not in fixed else 25 - (s % 5)
                     classes.append({"org_id": sid, "class_name": f"1{letter}", "capacity": cap, "vacancies": vac,
                                     "entered_at": dt.date(2020, 1, 10).isoformat()})
             # Stage 8: approval by the МООУСО.
-            if s not in (7, 9, 12):
+            if s not in (7, 9, 12) or ("approvals" in fixed and s == 7):
                 approvals.append({"org_id": sid, "status": "на доработке" if s == 2 else "утверждено",
                                   "approved_by": curator, "approved_at": dt.datetime(2020, 1, 14)})
         for d in range(1, 9):
@@ -264,9 +278,9 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> 
                          "name": f"МБДОУ «Детский сад № {d}» ({district})", "parent_id": mid,
                          "head_name": head, "head_email": f"ds{d}-{slug}@{DOMAIN}"})
             esia_events(did, d, "once" if d == 7 else "regular")
-            if d != 5:
+            if d != 5 or "stand_rows" in fixed:
                 inform(did, 2, "стенд", dt.date(2019, 12, 16), "порядок и сроки")
-            if d == 2:
+            if d == 2 and "meetings" not in fixed:
                 inform(did, 3, "собрание", dt.date(2019, 12, 19), "порядок и сроки; возраст; ЕСИА", attendees=21)
             elif d == 6:
                 inform(did, 3, "собрание", dt.date(2019, 12, 19), "порядок и сроки, ЕСИА", f"{d}/2019", 18)
@@ -300,9 +314,10 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None) -> 
         else:
             _write(out / "informing" / f"{oid}.csv", "informing", rows, encoding="utf-8-sig", sep=";", keys=inf_keys)
     # Two defects of the kind people really send: a broken upload and an impossible date.
-    (out / "informing" / "D107.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
-    for stale in (out / "informing").glob("D107.csv"):
-        stale.unlink()
+    if "d107_sent_again" not in fixed:
+        (out / "informing" / "D107.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+        for stale in (out / "informing").glob("D107.csv"):
+            stale.unlink()
     with (out / "informing" / "D201.csv").open("a", encoding="utf-8") as fh:
         fh.write("1;рассылка;31.02.2020;;;;ЕСИА\r\n")
     kinds: dict[str, int] = {}
