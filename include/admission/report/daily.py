@@ -201,7 +201,10 @@ def chart(plan: Plan, history: pd.DataFrame, as_of: dt.date, path: Path) -> Path
             ax.plot(pd.to_datetime([start, stage.deadline]), [0, 100], ls="--", lw=0.7, color=color, alpha=0.35)
             ax.plot([pd.Timestamp(stage.deadline)], [100], marker="|", ms=10, color=color, alpha=0.7)
     ax.axvline(pd.Timestamp(as_of), color="grey", lw=0.8)
-    ax.set_xlim(pd.Timestamp(start), pd.Timestamp(end))
+    # The days with results, with two weeks before them for context (a campaign's first week would otherwise be
+    # a few pixels at the right of nine months of axis).
+    first = min(history["as_of"]) if not history.empty else start
+    ax.set_xlim(pd.Timestamp(max(start, first - dt.timedelta(days=14))), pd.Timestamp(end))
     ax.set_ylim(0, 105)
     ax.set_ylabel("% организаций, выполнивших этап")
     ax.set_title(f"Ход подготовки к приему в 1-й класс, кампания {plan.id} (пунктир — равномерный ход до срока)",
