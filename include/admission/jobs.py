@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long a sent message's large parts (the report's workbook) stay in the outbox: the messages themselves are
+# kept as the record of what officials were sent; each day's workbook also stays in its report folder.
+OUTBOX_PART_DAYS = 90
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -300,6 +304,10 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     messages = [(digest_key(plan.id, as_of, "report", person.email), "report", msg)
                 for person, msg in zip(recipients, rendered, strict=True)]
     counts = enqueue(url, plan.id, as_of, messages, dry_run=dry_run, supersedes=("report",))
+    pruned = outbox.prune_parts(url, as_of, OUTBOX_PART_DAYS)  # the daily report's run keeps the outbox small
+    if pruned["parts"]:
+        log.info("outbox: %d large parts of messages older than %d days pruned (%d bytes)", pruned["parts"],
+                 OUTBOX_PART_DAYS, pruned["bytes"])
     log.info("report for %s on %s: %s, %d recipients", plan.id, as_of, folder, len(recipients))
     return {"as_of": as_of.isoformat(), "folder": str(folder), "recipients": len(recipients), **counts}
 

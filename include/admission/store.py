@@ -165,6 +165,18 @@ issued_form = Table(
     Column("expires_on", Date, nullable=False),
 )
 
+# A large part of an outbox message (the report's workbook, its chart), stored once whatever the number of
+# messages that carry it (admission.mail.outbox: the message keeps a token in its place). ``last_used``: the
+# newest campaign day of a message that carries it — parts of messages older than the retention are pruned.
+outbox_part = Table(
+    "admission_outbox_part",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("body", Text, nullable=False),  # the part's base64 lines exactly as they go on the wire
+    Column("size", Integer, nullable=False),
+    Column("last_used", Date, nullable=False),
+)
+
 # Every change a request to РЦОКО named (admission.jobs.collect_operators): whether an account that is still
 # missing was asked for, and since when — РЦОКО answers for an item only a stated time after the request that
 # named it was delivered (the outbox says when: the request's key carries its change hash).

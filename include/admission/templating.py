@@ -42,6 +42,7 @@ def environment() -> Environment:
     env.filters["ru_date"] = ru_date
     env.filters["lower_first"] = wording.lower_first
     env.filters["plural"] = wording.plural
+    env.filters["percent"] = wording.percent
     env.globals["stage_label"] = stage_list
     env.globals["salutation"] = wording.salutation
     env.globals["words"] = wording  # counted nouns: {{ n | plural(words.DAYS) }}

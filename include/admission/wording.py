@@ -69,3 +69,10 @@ def lower_first(text: str) -> str:
     if len(text) >= 2 and text[:2].isupper():  # an abbreviation («АИС») keeps its capitals
         return text
     return text[:1].lower() + text[1:]
+
+
+def percent(value: float | None) -> str:
+    """«70,4 %» as Russian writes a share (decimal comma, a space before the sign); «—» for none."""
+    if value is None or value != value:  # None or NaN
+        return "—"
+    return f"{value:.1f}".replace(".", ",").removesuffix(",0") + " %"

@@ -17,24 +17,33 @@ SMTP reply, so a crash mid-batch loses nothing and a retry resends nothing
 that was accepted. (If the connection drops after the server took the
 message but before it replied, the message is retried: SMTP cannot tell;
 the stable Message-ID lets mail systems drop the copy.)
+
+Stored once: a large base64 part (the report's workbook, PART_MIN_BYTES and more) is kept in
+``admission_outbox_part`` once, whatever the number of messages that carry it; the message keeps a token in its
+place and gets it back just before it is sent (:class:`Parts`). Retention (:func:`prune_parts`): messages are
+kept whole as the record of what officials were sent; large parts no message of the last 90 days carries are
+deleted (the report folder keeps each day's workbook), the old message then saying where the attachment was.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import re
 import smtplib
 import socket
 import uuid
 from dataclasses import dataclass
 from email.message import Message
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from admission.layout import Layout
 from admission.mail.render import recipient_of, to_wire
-from admission.store import bulk_insert, engine_for, outbox
+from admission.store import bulk_insert, engine_for, outbox, outbox_part
 from admission.tls import verified_context
 from admission.vocabulary import Delivery
 
@@ -68,11 +77,13 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
     now = _now()
     columns = ["digest_key", "plan_id", "as_of", "kind", "recipient", "message_id", "subject", "stages", "orgs",
                "message", "status", "attempts", "created_at", "updated_at"]
+    parts = Parts(engine, as_of)
     status = Delivery.DRY_RUN if dry_run else Delivery.PENDING
     stamp, day = now.isoformat(sep=" "), as_of.isoformat()  # driver-level insert: ISO text, as save_stage
     def row(key: str, kind: str, msg: Message) -> tuple:
         return (key, plan_id, day, kind, recipient_of(msg), str(msg["Message-ID"]), str(msg["Subject"]),
-                str(msg["X-Admission-Stages"]), str(msg["X-Admission-Orgs"]), to_wire(msg), status, 0, stamp, stamp)
+                str(msg["X-Admission-Stages"]), str(msg["X-Admission-Orgs"]), parts.detach(to_wire(msg)), status, 0,
+                stamp, stamp)
 
     def batches(chosen: list[tuple[str, str, Message]]):
         """Rows serialized a batch at a time: the national report is 85 copies of an 11 MB workbook, and
@@ -95,19 +106,23 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
     try:
         with engine.begin() as conn:  # one transaction, inserted a batch at a time
             for batch in batches(new):
+                parts.save(conn)  # before the messages that refer to them
                 bulk_insert(conn, outbox, columns, batch)
                 added += len(batch)
     except IntegrityError:  # another writer recorded some of them meanwhile: fall back to one by one
         added = 0
         for one in new:
+            values = row(*one)
             try:
                 with engine.begin() as conn:
-                    bulk_insert(conn, outbox, columns, [row(*one)])
+                    parts.save(conn)
+                    bulk_insert(conn, outbox, columns, [values])
                 added += 1
             except IntegrityError:
-                pass
+                parts.pending.clear()  # the other writer stored the message, and its parts with it
     for batch in batches(previews):
         with engine.begin() as conn:
+            parts.save(conn)
             for values in batch:
                 fields = dict(zip(columns, values, strict=True))
                 conn.execute(update(outbox).where(outbox.c.digest_key == fields["digest_key"],
@@ -117,6 +132,94 @@ def enqueue(url: str, plan_id: str, as_of: dt.date, messages: list[tuple[str, st
                                      message=fields["message"], status=Delivery.PENDING, updated_at=now))
     retired = 0 if dry_run else _supersede(engine, plan_id, as_of, supersedes, set(keys))
     return {"added": added + len(previews), "kept": len(messages) - added - len(previews), "superseded": retired}
+
+
+# A run of base64 lines of at least PART_MIN_BYTES (the report's workbook, its chart): a part worth storing once.
+PART_MIN_BYTES = 64 * 1024
+_PART = re.compile(r"(?m)(?:^[A-Za-z0-9+/]{60,76}\r?\n){" + str(PART_MIN_BYTES // 77)
+                   + r",}(?:^[A-Za-z0-9+/]*={0,2}\r?\n)?")
+_TOKEN = re.compile(r"@@admission-part:([0-9a-f]{64})@@(\r?\n)")
+PART_PRUNED = "[вложение удалено по истечении срока хранения]\n"
+
+
+class Parts:
+    """Large parts stored once (table ``admission_outbox_part``). A message is recorded with a token line
+    («@@admission-part:<sha256>@@», characters base64 never has) where each large base64 block was, and gets the
+    block back just before it is sent or written (:meth:`attach`): the national report's workbook is stored once,
+    not once per ministry address (85 × 11 MB a day)."""
+
+    def __init__(self, engine, as_of: dt.date) -> None:
+        self.engine = engine
+        self.as_of = as_of
+        self.pending: dict[str, str] = {}
+        self.cache: dict[str, str] = {}
+
+    def detach(self, wire: str) -> str:
+        def token(found: re.Match) -> str:
+            block = found.group(0)
+            digest = hashlib.sha256(block.encode("ascii")).hexdigest()
+            self.pending.setdefault(digest, block)
+            return f"@@admission-part:{digest}@@" + ("\r\n" if block.endswith("\r\n") else "\n")
+
+        return _PART.sub(token, wire) if len(wire) >= PART_MIN_BYTES else wire
+
+    def save(self, conn) -> None:
+        """Store the parts detached since the last save (a part already stored is only marked as used today)."""
+        if not self.pending:
+            return
+        known = set(conn.execute(select(outbox_part.c.sha256).where(
+            outbox_part.c.sha256.in_(list(self.pending)))).scalars())
+        new = [{"sha256": d, "body": b, "size": len(b), "last_used": self.as_of}
+               for d, b in self.pending.items() if d not in known]
+        if new:  # another writer may store the same part meanwhile: the first one stays
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            conn.execute(dialect.insert(outbox_part).on_conflict_do_nothing(), new)
+        if known:
+            conn.execute(update(outbox_part).where(outbox_part.c.sha256.in_(list(known)),
+                                                   outbox_part.c.last_used < self.as_of)
+                         .values(last_used=self.as_of))
+        self.pending.clear()
+
+    def attach(self, stored: str) -> str:
+        """The message as it goes out: every token replaced by its part (or, once pruned, by a note)."""
+        digests = [d for d, _ in _TOKEN.findall(stored) if d not in self.cache]
+        if digests:
+            with self.engine.connect() as conn:
+                self.cache.update(conn.execute(select(outbox_part.c.sha256, outbox_part.c.body).where(
+                    outbox_part.c.sha256.in_(digests))).tuples().all())
+        return _TOKEN.sub(lambda m: self.cache.get(m.group(1), PART_PRUNED.replace("\n", m.group(2))), stored)
+
+
+def stored_message(url: str, row_id: int) -> str:
+    """An outbox message as it was (or will be) sent, its large parts put back."""
+    engine = engine_for(url)
+    with engine.connect() as conn:
+        stored = conn.execute(select(outbox.c.message, outbox.c.as_of).where(outbox.c.id == row_id)).first()
+    return Parts(engine, stored.as_of).attach(stored.message) if stored else ""
+
+
+def prune_parts(url: str, today: dt.date, keep_days: int = 90) -> dict[str, int]:
+    """Delete the large parts no message of the last ``keep_days`` days carries: the messages themselves (headers,
+    text, small attachments such as the forms) are kept — the record of what officials were sent — while the
+    report workbooks of past days, which the report folder also keeps, go."""
+    engine = engine_for(url)
+    cutoff = today - dt.timedelta(days=keep_days)
+    with engine.begin() as conn:
+        size = conn.execute(select(func.coalesce(func.sum(outbox_part.c.size), 0)).where(
+            outbox_part.c.last_used < cutoff)).scalar_one()
+        gone = conn.execute(delete(outbox_part).where(outbox_part.c.last_used < cutoff)).rowcount
+    return {"parts": int(gone or 0), "bytes": int(size or 0)}
+
+
+def outbox_bytes(url: str, plan_id: str, as_of: dt.date) -> dict[str, int]:
+    """What a day's mail takes in the store: its messages (large parts as tokens) and the parts first stored that
+    day (the bench prints both)."""
+    with engine_for(url).connect() as conn:
+        messages = conn.execute(select(func.coalesce(func.sum(func.length(outbox.c.message)), 0)).where(
+            outbox.c.plan_id == plan_id, outbox.c.as_of == as_of)).scalar_one()
+        parts = conn.execute(select(func.coalesce(func.sum(outbox_part.c.size), 0)).where(
+            outbox_part.c.last_used == as_of)).scalar_one()
+    return {"messages": int(messages), "parts": int(parts)}
 
 
 def _supersede(engine, plan_id: str, as_of: dt.date, kinds: tuple[str, ...], keep: set[str]) -> int:
@@ -398,6 +501,7 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
     if not rows:
         return counts
     reconnects = 0
+    parts = Parts(engine, as_of)
     claimed = _claim(engine, [r["id"] for r in rows], transport.statuses_to_deliver, token)
     previous = {r["id"]: (Delivery.PENDING if r["status"] == Delivery.SENDING else r["status"]) for r in rows}
     claims = _Claims(engine, token)
@@ -406,6 +510,7 @@ def deliver(url: str, plan_id: str, as_of: dt.date, transport, kinds: tuple[str,
             for row in rows:
                 if row["id"] not in claimed or not claims.still_mine(row["id"]):
                     continue
+                row["message"] = parts.attach(row["message"])  # the large parts back in, as sent
                 while True:
                     try:
                         path = transport.deliver(row)

@@ -34,7 +34,7 @@ import pandas as pd
 from admission import jobs
 from admission.inputs.reader import thaw_heap
 from admission.inputs.rules import prepare, row_rules, validate_rows
-from admission.mail.outbox import SmtpTransport, deliver, enqueue, smtp_settings
+from admission.mail.outbox import SmtpTransport, deliver, enqueue, outbox_bytes, smtp_settings
 from admission.mail.recipients import Digest, Item, Person
 from admission.mail.render import render_all
 from admission.plan import load_plan
@@ -190,10 +190,12 @@ def real_path(data_dir: Path, work: Path, changed_fraction: float = 0.01) -> dic
     env.pop("AIRFLOW_CONN_ADMISSION_DB", None)
     subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True,
                    capture_output=True)
-    first = _timed_day(env, AS_OF)
+    store = f"sqlite:///{work / 'real-out' / 'admission.db'}"
+    first = _timed_day(env, AS_OF) | {"outbox_bytes": outbox_bytes(store, "2020-2021", AS_OF)}
     changed = change(data, changed_fraction, seed=1) if (data / "operators").is_dir() else []
     time.sleep(0.01)
     nxt = _timed_day(env, AS_OF + dt.timedelta(days=1)) | {"changed_files": len(changed)}
+    nxt["outbox_bytes"] = outbox_bytes(store, "2020-2021", AS_OF + dt.timedelta(days=1))
     return {"first_day": first, "next_day": nxt}
 
 
