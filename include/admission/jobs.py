@@ -37,6 +37,8 @@ from admission.plan import Plan
 from admission.registry import CHECKS, MAIL_RIGHTS, datasets_of, informing_stages
 from admission.report import daily as rep
 from admission.report import links
+from admission.report.ranking import ranking
+from admission.report.timeliness import timeliness
 from admission.store import (
     latest_site_checks,
     load_findings,
@@ -291,6 +293,9 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     # Every message since the previous report: the report goes out before the day's first intake run, so the
     # messages of the previous report's day read after it are listed here (those read before it, again).
     report.intake = intake.day_rows(url, plan.id, as_of, since=prev or as_of)
+    report.timely = timeliness(url, plan, as_of, today)
+    report.ranking = ranking(url, plan, as_of, today, report.timely,
+                             snap.data.frames["organizations"].set_index("org_id")["name"].to_dict())
     if report.unjudged:
         log.warning("stages %s have no results for %s (their check failed): the report says so", report.unjudged, as_of)
     png = rep.chart(plan, load_history(url, plan.id, as_of), as_of, folder / f"progress_{as_of.isoformat()}.png")

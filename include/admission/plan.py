@@ -189,6 +189,13 @@ class RequestRules(_Model):
         "days after the request was delivered; before that, and without a request, it is not"))
 
 
+class RankingRules(_Model):
+    """The МООУСО ranking's traffic light (admission.report.ranking): % of organization × stage complete."""
+
+    green_pct: float = Field(90.0, ge=0, le=100)
+    yellow_pct: float = Field(70.0, ge=0, le=100)
+
+
 class PageRules(_Model):
     """The campaign page's links in the digests (admission.report.links)."""
 
@@ -210,6 +217,7 @@ class Plan(_Model):
     intake: IntakeRules = IntakeRules()
     page: PageRules = PageRules()
     requests: RequestRules = RequestRules()
+    ranking: RankingRules = RankingRules()
     sender: Sender = Sender()
     stages: list[Stage] = Field(min_length=1)
 

@@ -26,7 +26,7 @@ from typing import Annotated
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from admission.layout import DATA_DOCS, Layout
 from admission.templating import render as render_template
@@ -206,14 +206,15 @@ def create_app() -> FastAPI:
                    "prefix": PREFIX, "trigger": f"/dags/run_day_{chosen.slug}", "stages": [], "municipalities": [],
                    "run_date": min(max(_today({chosen.id: chosen}), chosen.campaign.start), chosen.campaign.end),
                    "members": None, "mooyso": mooyso, "hits": None, "org": None, "chart": "", "links": {},
-                   "mailbox": None, "day_mail": None,
+                   "mailbox": None, "day_mail": None, "ranking": [], "trend_text": None,
                    "link": lambda **kw: f"{PREFIX}/?" + urlencode({"plan": chosen.id,
                                                                    "date": as_of.isoformat() if as_of else "", **kw})}
         if as_of is not None:
             day = dashboard.Day.load(url, chosen, as_of)
             context |= {"stages": dashboard.stages(day), "municipalities": dashboard.municipalities(day),
                         "chart": dashboard.progress_svg(dashboard.progress(url, chosen, as_of)),
-                        "mailbox": dashboard.mailbox(url, day), "day_mail": dashboard.day_mail(url, day)}
+                        "mailbox": dashboard.mailbox(url, day), "day_mail": dashboard.day_mail(url, day),
+                        "ranking": dashboard.mooyso_ranking(url, day), "trend_text": dashboard.trend_text}
             if mooyso:
                 context["members"] = dashboard.members(day, mooyso)
             if q:
@@ -261,6 +262,26 @@ def create_app() -> FastAPI:
         if found is None:
             raise HTTPException(404, f"нет результатов организации «{org_id}» на эту дату")
         return found
+
+    @app.get("/api/export.csv")
+    def export_csv(user: User, plan: str | None = None, date: str | None = None) -> Response:
+        """The day's statuses per organization × stage with timeliness (admission.report.export): a stable CSV for
+        BI and Excel Power Query, behind the same authorization as the page."""
+        from admission.report import export
+
+        _, chosen, _, as_of, url = _day(plan, date, user)
+        body = export.to_csv(export.rows(url, chosen, as_of) if as_of else [])
+        name = f"admission_{chosen.id}_{as_of.isoformat() if as_of else 'none'}.csv"
+        return Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/api/export.json")
+    def export_json(user: User, plan: str | None = None, date: str | None = None) -> list:
+        """The same rows as JSON objects."""
+        from admission.report import export
+
+        _, chosen, _, as_of, url = _day(plan, date, user)
+        return export.rows(url, chosen, as_of) if as_of else []
 
     @app.get("/files/{plan_id}/{day}/{name}")
     def report_file(plan_id: str, day: str, name: str, user: User) -> FileResponse:

@@ -23,6 +23,8 @@ from admission.mail.keys import digest_key
 from admission.mail.recipients import Person
 from admission.mail.render import envelope
 from admission.plan import Plan
+from admission.report.ranking import trend_text
+from admission.report.timeliness import rates
 from admission.templating import render as render_template
 from admission.templating import ru_date
 from admission.wording import salutation
@@ -45,6 +47,8 @@ class Report:
     files_changed: dict[str, list[str]] = field(default_factory=dict)  # added/changed/removed (the snapshot's)
     sources: list[dict] = field(default_factory=list)  # per stage with evidence: what counted (evidence_sources)
     intake: list[dict] = field(default_factory=list)  # the mailbox since the previous report (mail.intake.day_rows)
+    timely: pd.DataFrame | None = None  # per organization × stage: when complete, how late (report.timeliness)
+    ranking: pd.DataFrame | None = None  # per МООУСО: completeness, timeliness, change, trend (report.ranking)
 
 
 def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
@@ -121,8 +125,10 @@ def headline(report: Report) -> dict:
     worse = int((changes["after"] == "overdue").sum()) if not changes.empty else 0
     upcoming = [s for s in stages if s["deadline"] is not None and s["days_left"] is not None and s["days_left"] >= 0]
     nearest = min(upcoming, key=lambda s: s["days_left"]) if upcoming else None
+    ranked = report.ranking.to_dict("records") if report.ranking is not None else []
+    red = [r for r in ranked if r["light"] == "красный"]
     return {"overdue": overdue, "late_stages": late_stages, "worst": worst, "better": better, "worse": worse,
-            "nearest": nearest}
+            "nearest": nearest, "red": red, "ranked": len(ranked)}
 
 
 def municipality_table(today: pd.DataFrame, orgs: pd.DataFrame) -> pd.DataFrame:
@@ -229,6 +235,22 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
           [[r.stage, r.title, r.deadline or "весь период", r.days_left if r.days_left is not None else "—",
             r.complete, r.lagging, r.overdue, r.total, r.pct if r.pct is not None else "—"]
            for r in report.stages.itertuples()], [6, 50, 12, 14, 11, 10, 12, 8, 13])
+    if report.ranking is not None and not report.ranking.empty:
+        write_sheet(wb, "МООУСО", ["Место", "МООУСО", "Светофор", "% выполнения", "% выполнено в срок", "Просрочено",
+                                   "Изменение за день, п.п.", "Изменение за неделю, п.п.", "Динамика, %"],
+                    [(r["place"], r["name"], r["light"], r["pct"], r["on_time_pct"], r["overdue"], r["change_day"],
+                      r["change_week"], trend_text(r["trend"])) for r in report.ranking.to_dict("records")],
+                    [7, 50, 11, 13, 18, 12, 22, 24, 30])
+    timely = report.timely.set_index(["org_id", "stage"]) if report.timely is not None else None
+    if timely is not None:
+        per_stage = rates(report.timely, ["stage"]).set_index("stage")
+        write_sheet(wb, "Своевременность", ["Этап", "Название", "Срок", "Выполнено в срок", "С опозданием",
+                                            "Не выполнено", "Всего", "% в срок"],
+                    [(st.number, st.title, st.deadline or "весь период",
+                      *(int(per_stage.at[st.number, c]) if st.number in per_stage.index else 0
+                        for c in ("on_time", "late", "not_done", "total")),
+                      per_stage.at[st.number, "on_time_pct"] if st.number in per_stage.index else None)
+                     for st in report.plan.ordered_stages], [6, 50, 12, 18, 14, 14, 8, 10])
     names = today.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
     for stage in report.plan.ordered_stages:
         r = today[today["stage"] == stage.number]
@@ -244,6 +266,16 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
         late = [int(d) if pd.notna(d) else None for d in r["days_overdue"].tolist()]
         columns = [r["org_id"].tolist(), r["name"].tolist(), r["kind"].tolist(), parent, status, late, missing]
         widths = [10, 50, 8, 40, 12, 15, 100]
+        if timely is not None:  # when it was done, and how late (DHIS2's «reporting rate on time»)
+            keys = list(zip(r["org_id"].tolist(), r["stage"].astype(int).tolist(), strict=True))
+            found = [timely.loc[k] if k in timely.index else None for k in keys]
+            headers += ["Своевременность", "Выполнено впервые", "Выполнено с", "Откат", "Рабочих дней опоздания"]
+            columns += [[f["timeliness"] if f is not None else "" for f in found],
+                        [f["first_complete"] if f is not None else None for f in found],
+                        [f["complete_since"] if f is not None else None for f in found],
+                        [f["slipped_on"] if f is not None else None for f in found],
+                        [int(f["days_late"]) if f is not None else None for f in found]]
+            widths += [16, 16, 14, 12, 14]
         if "evidence" in r and r["evidence"].notna().any():  # what counted (stage 2: the site check or a row)
             headers.append("Что засчитано")
             columns.append([e if isinstance(e, str) else "" for e in r["evidence"].tolist()])
@@ -290,6 +322,7 @@ def render_emails(report: Report, recipients: list[Person], from_email: str, fro
         "undelivered": report.undelivered, "files_changed": report.files_changed, "file_change_ru": FILE_CHANGE_RU,
         "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU, "sources": report.sources,
         "intake": intake_summary(report.intake), "intake_total": len(report.intake), "head": headline(report),
+        "ranking": report.ranking.to_dict("records") if report.ranking is not None else [], "trend_text": trend_text,
         "sender": report.plan.sender,
     }
     chart_bytes = png.read_bytes()

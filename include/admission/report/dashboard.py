@@ -120,6 +120,24 @@ def members(day: Day, mooyso_id: str) -> list[dict]:
     return _by_organization(mine)
 
 
+def mooyso_ranking(url: str, day: Day) -> list[dict]:
+    """The МООУСО ranked (admission.report.ranking) for the page: completeness, timeliness, change, trend."""
+    from admission.report.ranking import ranking
+    from admission.report.timeliness import timeliness
+
+    if day.results.empty:
+        return []
+    names = day.results.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
+    return ranking(url, day.plan, day.as_of, day.results, timeliness(url, day.plan, day.as_of, day.results),
+                   names).to_dict("records")
+
+
+def trend_text(values: list[float]) -> str:
+    from admission.report.ranking import trend_text as text
+
+    return text(values)
+
+
 def scoped_members(day: Day, scope: tuple[str, ...]) -> list[dict]:
     """The organizations a page link may show (admission.report.links): those it names, and the schools and
     preschools of a МООУСО it names, each with its status on every stage."""
