@@ -51,6 +51,7 @@ from admission.store import (
     save_operator_snapshot,
     save_site_checks,
     save_stage,
+    stage_statuses,
 )
 from admission.workdays import WorkCalendar
 
@@ -164,7 +165,9 @@ def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
                                  plan.site_check.max_age_days)
         sites = websites.organization_evidence(checks, snap.data.frames["organizations"]) if not checks.empty else None
     requests = request_history(settings, plan, as_of) if CHECKS[stage.check].requests else None
-    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites, requests)
+    depends = (stage_statuses(settings.store_url, plan.id, stage.depends_on, as_of)
+               if CHECKS[stage.check].depends and stage.depends_on else None)
+    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites, requests, depends)
     save_stage(settings.store_url, plan.id, stage.number, as_of, outcome.results, outcome.findings)
     counts = summarize(outcome.results)
     # Counts and file positions only: the log never carries names or e-mails.
@@ -284,7 +287,8 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
         raise RuntimeError(f"no stage results stored for plan {plan.id} on {as_of}: run the stage DAGs first")
     prev = previous_date(url, plan.id, as_of)
     previous = load_results(url, plan.id, prev) if prev else today.iloc[0:0]
-    snap = load_snapshot(settings, plan, as_of, [])  # the registry: the report's figures come from the store
+    # The registry and the extensions/exemptions: the report's figures come from the store.
+    snap = load_snapshot(settings, plan, as_of, ["exemptions"])
     folder = settings.layout.report(plan.id, as_of)
     report = rep.build(plan, as_of, today, previous, prev, snap.data.frames["organizations"],
                        load_findings(url, plan.id, as_of), preview, undelivered(url, plan.id, as_of, since=prev),
@@ -293,6 +297,10 @@ def build_report(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bool, 
     # Every message since the previous report: the report goes out before the day's first intake run, so the
     # messages of the previous report's day read after it are listed here (those read before it, again).
     report.intake = intake.day_rows(url, plan.id, as_of, since=prev or as_of)
+    report.exemptions = rep.exemption_rows(plan, snap.data.frames.get("exemptions"),
+                                           snap.data.frames["organizations"])
+    report.approvals = rep.approval_queue(plan, today, snap.data.frames["organizations"].set_index("org_id")["name"]
+                                          .to_dict())
     report.timely = timeliness(url, plan, as_of, today)
     report.ranking = ranking(url, plan, as_of, today, report.timely,
                              snap.data.frames["organizations"].set_index("org_id")["name"].to_dict())

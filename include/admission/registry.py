@@ -25,6 +25,7 @@ class Check:
     sites: bool = False  # the check also reads the day's website check (admission.checks.sites)
     form: tuple[str, ...] = ()  # what the organization itself fills in: the sheets of its form (admission.mail.forms)
     requests: bool = False  # the check also reads what the requests to РЦОКО named and when they were delivered
+    depends: bool = False  # the check also reads the stored daily statuses of the stages its stage depends on
 
     def run(self) -> Callable:
         """The check's function, imported when a stage is judged (never at parse time)."""
@@ -47,7 +48,8 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
           requests=True),
     Check("school_data", ("school_cards", "first_grade_classes", "operators"), "check_school_data",
           "карточка ОО и 1-е классы", form=("school_cards", "first_grade_classes")),
-    Check("approvals", ("approvals",), "check_approvals", "утверждение сведений МООУСО", form=("approvals",)),
+    Check("approvals", ("approvals", "school_cards", "first_grade_classes"), "check_approvals",
+          "утверждение сведений МООУСО", form=("approvals",), depends=True),
 )}
 
 
@@ -91,8 +93,12 @@ SITE_CHECKS = tuple(name for name, check in CHECKS.items() if check.sites)
 REQUEST_DEADLINE_CHECK = "accounts"
 
 
+# Read by every stage: an organization's extension or exemption (admission.checks.stages.apply_exemptions).
+EVERY_STAGE = ("exemptions",)
+
+
 def datasets_of(check: str) -> list[str]:
-    return list(CHECKS[check].datasets)
+    return [*CHECKS[check].datasets, *EVERY_STAGE]
 
 
 def stages_with(plan, checks: tuple[str, ...]) -> list:

@@ -166,8 +166,23 @@ DATASETS: dict[str, Dataset] = {
                 C("topics", "Темы"),
             ),
         ),
+        Dataset(
+            # Per organization × stage, granted by the ministry or a МООУСО: a later deadline, or the stage not
+            # required of it (admission.checks.stages.apply_exemptions). Region-wide changes are the plan's.
+            "exemptions",
+            "Продления и освобождения",
+            (
+                C("org_id", "Код", True),
+                C("stage", "Этап", True, "int"),
+                C("kind", "Вид", True),
+                C("until", "Срок продлен до", False, "date"),
+                C("reason", "Основание", True),
+                C("granted_by", "Кем предоставлено", True),
+            ),
+        ),
     )
 }
+EXEMPTION_KINDS = ("продление", "не требуется")
 
 ORG_KINDS = {"МООУСО", "ОО", "ДОУ", "ДОО", "РЦОКО", "РОИВ"}
 KIND_ALIASES = {"ДОО": "ДОУ"}

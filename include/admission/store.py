@@ -333,6 +333,18 @@ def load_findings(url: str, plan_id: str, as_of: dt.date) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def stage_statuses(url: str, plan_id: str, stages: list[int], until: dt.date) -> pd.DataFrame:
+    """Every stored daily status of these stages up to ``until``: org_id, stage, as_of, status (what an approval
+    is checked against: were the stages it depends on complete on its date?)."""
+    t = stage_result
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(t.c.org_id, t.c.stage, t.c.as_of, t.c.status).where(
+            t.c.plan_id == plan_id, t.c.stage.in_(stages), t.c.as_of <= until)).mappings().all()
+    frame = pd.DataFrame([dict(r) for r in rows], columns=["org_id", "stage", "as_of", "status"])
+    frame["as_of"] = [_as_date(v) for v in frame["as_of"]]
+    return frame
+
+
 def load_history(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
     """Per date and stage: organizations complete / total (for progress over the campaign)."""
 

@@ -111,8 +111,8 @@ def test_one_digest_per_recipient_and_kind_covering_all_their_stages(plan, demo_
 def test_recipients_fall_back_as_the_contract_says(plan, demo_data, day_results):
     digests = _digests(plan, demo_data, day_results, D(2020, 1, 15))
     reminder_to = {d.recipient.email: d for d in digests if d.kind == "reminder"}
-    # Stage 7 goes to chief operators; stage 8 of school 7 (no curator) goes to its МООУСО head.
-    assert 7 in reminder_to["chief.s10.zarechny@zarechye.example"].stages
+    # Stage 7 goes to chief operators (S110 has an extension: S210); stage 8 of school 7 (no curator) goes to its МООУСО head.
+    assert 7 in reminder_to["chief.s10.ozerny@zarechye.example"].stages
     s107 = [d for d in digests if d.kind == "reminder" and "S107" in d.org_ids and 8 in d.stages]
     assert [d.recipient.email for d in s107] == ["uo-zarechny@zarechye.example"]
     # Stage 6 is the regional center's: the overdue notice goes to its head.

@@ -66,8 +66,8 @@ def test_changes_since_the_previous_report_and_longest_overdue(built):
 def test_workbook_has_a_sheet_per_stage_and_data_problems(plan, built):
     report, today, _, xlsx = built
     wb = load_workbook(xlsx)
-    assert wb.sheetnames == ["Сводка", *[f"Этап {n}" for n in range(1, 9)], "Проблемы данных", "Почта",
-                             "Изменения файлов"]
+    assert wb.sheetnames == ["Сводка", *[f"Этап {n}" for n in range(1, 9)], "Утверждение", "Продления и освобождения",
+                             "Проблемы данных", "Почта", "Изменения файлов"]
     ws = wb["Этап 5"]
     header = [c.value for c in ws[1]]
     assert header == ["Код", "Организация", "Тип", "МООУСО", "Статус", "Дней просрочки", "Что не сделано"]

@@ -126,3 +126,98 @@ def test_the_export_is_a_stable_csv_and_json_behind_the_pages_authorization(camp
     assert 'id="ranking"' in page and "Рейтинг МООУСО" in page and "→" in page
     allowed["yes"] = False  # a viewer: no export
     assert client.get(f"/api/export.csv?plan={plan.id}").status_code == 403
+
+
+def test_an_extension_moves_that_organizations_mail_only_and_an_exemption_leaves_the_denominator(plan, tmp_path):
+    """The demo grants S110 until 31.01.2020 for stage 7 (deadline 17.01) and exempts S312 from stage 7. On 15.01,
+    within stage 7's reminder window, S210 and S310 (the same defect) get reminders and S110 does not; S312 is
+    not judged on stage 7 at all, and the report lists both."""
+    import email
+    from email import policy
+
+    from admission import jobs
+    from admission.layout import Layout
+    from admission.mail.outbox import EmlTransport
+    from admission.store import load_results
+    from admission.tools.demo import generate
+    from openpyxl import load_workbook
+
+    day = DAYS[2]
+    generate(tmp_path / "data")
+    settings = jobs.Settings(data_dir=tmp_path / "data", output_dir=tmp_path / "out",
+                             store_url=f"sqlite:///{tmp_path / 'store.db'}", from_email="monitor@region.example")
+    jobs.ingest(settings, plan, day)
+    jobs.check_stages(settings, plan, day)
+    results = load_results(settings.store_url, plan.id, day)
+    s7 = results[results["stage"] == 7].set_index("org_id")
+    assert (s7.loc["S110", "status"], s7.loc["S110", "deadline"]) == ("lagging", dt.date(2020, 1, 31))
+    assert s7.loc["S210", "deadline"] == dt.date(2020, 1, 17)  # the same defect, no extension
+    assert "S312" not in set(results[results["stage"] == 7]["org_id"])  # exempt: not in the denominator
+    assert "S312" in set(results[results["stage"] == 8]["org_id"])  # from stage 7 only
+    jobs.compose_digests(settings, plan, day, dry_run=False)
+    jobs.build_report(settings, plan, day, dry_run=False)
+    jobs.deliver(settings, plan, day, EmlTransport(Layout(settings.output_dir)), kinds=None)
+    mail = {}
+    for path in Layout(settings.output_dir).mail_of(plan.id, day).rglob("*.eml"):
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        mail.setdefault(str(msg["X-Admission-Kind"]), []).append(msg.get_body(("plain",)).get_content())
+    stage7 = " ".join(text.split("ЭТАП 7.", 1)[1].split("\nЭТАП ", 1)[0]
+                      for text in mail.get("reminder", []) if "ЭТАП 7." in text)
+    assert "(S210)" in stage7 and "(S310)" in stage7 and "(S110)" not in stage7
+    report = mail["report"][0]
+    assert "ПРОДЛЕНИЯ СРОКОВ И ОСВОБОЖДЕНИЯ: 2 (учтено 2)" in report
+    assert "(S110), этап 7: срок продлен до 31.01.2020" in report and "(S312), этап 7: не требуется" in report
+    book = load_workbook(settings.output_dir / "reports" / plan.id / day.isoformat() / f"report_{plan.id}_{day}.xlsx",
+                         read_only=True)
+    rows = list(book["Продления и освобождения"].iter_rows(values_only=True))
+    assert [r[0] for r in rows[1:]] == ["S110", "S312"] and all(r[7] == "да" for r in rows[1:])
+
+
+def test_an_approval_counts_only_on_complete_data_and_a_later_change_asks_the_curator_again(plan, tmp_path):
+    """Stage 8 depends on stage 7. S210's classes still have more vacancies than places on 14.01, the day its
+    МООУСО approved it: the approval does not count, even once stage 7 is complete. S201's card is changed on
+    15.01, after its approval of 14.01: it needs approving again, and the curator's letter says what changed."""
+    import email
+    from email import policy
+
+    from admission import jobs
+    from admission.layout import Layout
+    from admission.mail.outbox import EmlTransport
+    from admission.store import load_results
+    from admission.tools.demo import generate
+
+    data = tmp_path / "data"
+    settings = jobs.Settings(data_dir=data, output_dir=tmp_path / "out", store_url=f"sqlite:///{tmp_path / 'st.db'}",
+                             from_email="monitor@region.example")
+    for day, progress in ((DAYS[0], 0), (DAYS[1], 0), (DAYS[2], 1)):  # the vacancies are fixed on the third day
+        generate(data, progress=progress)
+        if day == DAYS[2]:
+            cards = (data / "school_cards.csv").read_bytes().decode("cp1251").splitlines(keepends=True)
+            cards = [line.replace("09.01.2020", "15.01.2020") if line.startswith("S201;") else line for line in cards]
+            (data / "school_cards.csv").write_bytes("".join(cards).encode("cp1251"))
+        jobs.ingest(settings, plan, day)
+        jobs.check_stages(settings, plan, day)
+    results = load_results(settings.store_url, plan.id, DAYS[2]).set_index(["org_id", "stage"])
+    assert results.loc[("S210", 7), "status"] == "complete"  # stage 7 is done now ...
+    assert results.loc[("S210", 8), "status"] != "complete"  # ... but the approval was given before it was
+    assert any("утверждение не учтено: на дату утверждения (14.01.2020) этап 7" in m
+               for m in results.loc[("S210", 8), "missing"])
+    assert results.loc[("S211", 8), "status"] == "complete"  # approved on complete data, unchanged since
+    s201 = " ".join(results.loc[("S201", 8), "missing"])
+    assert "требует повторного утверждения: после утверждения 14.01.2020 изменены карточка ОО (изменена 15.01.2020)" \
+        in s201
+    jobs.compose_digests(settings, plan, DAYS[2], dry_run=False)
+    jobs.deliver(settings, plan, DAYS[2], EmlTransport(Layout(settings.output_dir)), kinds=None)
+    curator = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+               for p in Layout(settings.output_dir).mail_of(plan.id, DAYS[2]).rglob("*curator-ozerny*.eml")]
+    text = " ".join(" ".join(m.get_body(("plain",)).get_content().split()) for m in curator)
+    assert "(S201)" in text and "требует повторного утверждения" in text and "карточка ОО (изменена 15.01.2020)" in text
+    # The report: the approvals waiting on each МООУСО.
+    jobs.build_report(settings, plan, DAYS[2], dry_run=True)
+    from openpyxl import load_workbook
+
+    book = load_workbook(settings.output_dir / "reports" / plan.id / DAYS[2].isoformat()
+                         / f"report_{plan.id}_{DAYS[2]}.xlsx", read_only=True)
+    queue = {r[0]: r[1:] for r in list(book["Утверждение"].iter_rows(values_only=True))[1:]}
+    ozerny = queue["Управление образования (Озерный район)"]
+    assert ozerny[1] >= 1 and ozerny[2] >= 1  # S201 to approve again, S210's approval not counted

@@ -192,6 +192,7 @@ def create_app() -> FastAPI:
             login = get_auth_manager().get_url_login(next_url=str(request.url))
             return RedirectResponse(login, status_code=303)
         from admission.report import dashboard
+        from admission.report.ranking import trend_text
 
         try:
             plans, chosen, days, as_of, url = _day(plan, date, user)
@@ -214,7 +215,7 @@ def create_app() -> FastAPI:
             context |= {"stages": dashboard.stages(day), "municipalities": dashboard.municipalities(day),
                         "chart": dashboard.progress_svg(dashboard.progress(url, chosen, as_of)),
                         "mailbox": dashboard.mailbox(url, day), "day_mail": dashboard.day_mail(url, day),
-                        "ranking": dashboard.mooyso_ranking(url, day), "trend_text": dashboard.trend_text}
+                        "ranking": dashboard.mooyso_ranking(url, day), "trend_text": trend_text}
             if mooyso:
                 context["members"] = dashboard.members(day, mooyso)
             if q:

@@ -53,6 +53,7 @@ class Context:
     as_of: dt.date
     sites: pd.DataFrame | None = None  # the day's website check per organization (admission.checks.sites); None: not run
     requests: pd.DataFrame | None = None  # what delivered requests to РЦОКО named (jobs.request_history); None: unknown
+    depends: pd.DataFrame | None = None  # stored daily statuses of the stages this one depends on (store.stage_statuses)
     evidence: pd.Series | None = None  # org_id -> what counted, set by a check that says (stage 2)
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -142,8 +143,30 @@ def ordinals(days: pd.Series) -> pd.Series:
 
 
 def _orgs(ctx: Context) -> pd.DataFrame:
+    """The organizations the stage concerns, less those exempt from it (out of its denominator too)."""
     orgs = ctx.frame("organizations")
-    return orgs[orgs["kind"].isin(ctx.stage.concerns)][["org_id", "kind", "name", "parent_id"]].reset_index(drop=True)
+    orgs = orgs[orgs["kind"].isin(ctx.stage.concerns)][["org_id", "kind", "name", "parent_id"]]
+    exempt = {o for o, (kind, _) in exemptions(ctx.data, ctx.stage.number).items() if kind == "не требуется"}
+    return orgs[~orgs["org_id"].isin(exempt)].reset_index(drop=True)
+
+
+def exemptions(data: DataFolder, stage: int) -> dict[str, tuple[str, dt.date | None]]:
+    """org_id -> (kind, new deadline) of the stage's valid extensions and exemptions (the last row counts). A row
+    of another kind, or an extension without its date, counts for nothing (the report lists it as not counted)."""
+    frame = data.frames.get("exemptions")
+    if frame is None or frame.empty:
+        return {}
+    out: dict[str, tuple[str, dt.date | None]] = {}
+    for org, number, kind, until in zip(frame["org_id"].tolist(), frame["stage"].tolist(), frame["kind"].tolist(),
+                                        frame["until"].tolist(), strict=True):
+        kind = str(kind or "").strip().casefold()
+        if number != stage or pd.isna(org):
+            continue
+        if kind == "не требуется":
+            out[org] = (kind, None)
+        elif kind == "продление" and isinstance(until, dt.date):
+            out[org] = (kind, until)
+    return out
 
 
 def _missing(orgs: pd.DataFrame, *parts: pd.Series) -> pd.Series:
@@ -460,22 +483,96 @@ def check_school_data(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
 
 
 def check_approvals(ctx: Context, orgs: pd.DataFrame) -> CheckResult:
+    """The latest decision of the МООУСО counts, and an approval means something: it counts only when the stages
+    this one depends on (the plan's ``depends_on``) were complete on its date, and only while the approved data
+    (the school card, the first classes) has not changed since — a later change asks for approval again, and the
+    curator's letter says what changed."""
     rows = ctx.valid_rows("approvals")
     rows = rows.assign(status=ctx.norm("approvals", "status").loc[rows.index])
     # The latest decision counts: by approval date, then by order in the files.
     rows = rows.assign(_d=ordinals(rows["approved_at"]).fillna(0))
-    last = rows.sort_values(["_d", "_file", "_row"]).groupby("org_id")["status"].last()
-    status = orgs["org_id"].map(last)
-    complete = (status == "утверждено").fillna(False).astype(bool)
+    latest = rows.sort_values(["_d", "_file", "_row"]).groupby("org_id")[["status", "approved_at"]].last()
+    status = orgs["org_id"].map(latest["status"])
+    approved_on = orgs["org_id"].map(latest["approved_at"])
+    approved = (status == "утверждено").fillna(False).astype(bool)
+    not_ready, changed = _approval_problems(ctx, orgs, approved, approved_on)
+    complete = approved & ~orgs["org_id"].isin(not_ready) & ~orgs["org_id"].isin(changed)
     missing = _missing(
         orgs,
         _flag(orgs, status.isna(), "сведения об ОО и вакансиях не рассмотрены МООУСО (нет записи об утверждении)"),
-        _flag(orgs, status.notna() & ~complete, "сведения не утверждены, статус: «" + status.fillna("") + "»"),
+        _flag(orgs, status.notna() & ~approved, "сведения не утверждены, статус: «" + status.fillna("") + "»"),
+        pd.Series({o: [m] for o, m in not_ready.items()}, dtype="object"),
+        pd.Series({o: [m] for o, m in changed.items()}, dtype="object"),
         ctx.row_messages("approvals"),
     )
     return CheckResult(complete, missing)
 
 
+NOT_COUNTED = "утверждение не учтено"
+REAPPROVAL = "требует повторного утверждения"
+
+
+def _approval_problems(ctx: Context, orgs: pd.DataFrame, approved: pd.Series,
+                       approved_on: pd.Series) -> tuple[dict[str, str], dict[str, str]]:
+    """(org_id -> why its approval does not count: a stage it depends on was not complete on the approval's
+    date; org_id -> what changed after the approval)."""
+    not_ready: dict[str, str] = {}
+    changed: dict[str, str] = {}
+    history = ctx.depends
+    titles = {s.number: s.title for s in ctx.plan.stages}
+    status_on: dict[tuple[str, int], list[tuple[dt.date, str]]] = {}
+    if history is not None and not history.empty:
+        for org, stage, day, st in zip(history["org_id"], history["stage"], history["as_of"], history["status"],
+                                       strict=True):
+            status_on.setdefault((org, int(stage)), []).append((day, st))
+        for days in status_on.values():
+            days.sort()
+    cards = ctx.frame("school_cards") if "school_cards" in ctx.data.frames else None
+    classes = ctx.frame("first_grade_classes") if "first_grade_classes" in ctx.data.frames else None
+    card_dates = _latest_dates(cards, "updated_at")
+    class_dates = _latest_dates(classes, "entered_at")
+    for org, ok, when in zip(orgs["org_id"].tolist(), approved.tolist(), approved_on.tolist(), strict=True):
+        if not ok:
+            continue
+        day = when.date() if isinstance(when, dt.datetime) else when if isinstance(when, dt.date) else None
+        for dep in ctx.stage.depends_on:
+            seen = status_on.get((org, dep))
+            if not seen:
+                continue  # never judged here (the approval predates the monitor): nothing to hold it against
+            on_day = [st for d, st in seen if day is None or d <= day]
+            state = on_day[-1] if on_day else None
+            if state is not None and state != "complete":
+                not_ready[org] = (f"{NOT_COUNTED}: на дату утверждения ({_fmt(day)}) этап {dep} («{titles.get(dep)}») "
+                                  "не был выполнен; утвердите сведения после его выполнения")
+                break
+        if org in not_ready or day is None:
+            continue
+        what = []
+        if card_dates.get(org) and card_dates[org] > day:
+            what.append(f"карточка ОО (изменена {_fmt(card_dates[org])})")
+        if class_dates.get(org) and class_dates[org] > day:
+            what.append(f"1-е классы (изменены {_fmt(class_dates[org])})")
+        if what:
+            changed[org] = f"{REAPPROVAL}: после утверждения {_fmt(day)} изменены " + ", ".join(what)
+    return not_ready, changed
+
+
+def _latest_dates(frame: pd.DataFrame | None, column: str) -> dict[str, dt.date]:
+    """org_id -> the newest date of the column among its rows."""
+    out: dict[str, dt.date] = {}
+    if frame is None or frame.empty or column not in frame:
+        return out
+    for org, value in zip(frame["org_id"].tolist(), frame[column].tolist(), strict=True):
+        if isinstance(value, str):
+            try:
+                value = dt.date.fromisoformat(value[:10])
+            except ValueError:
+                continue
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        if isinstance(value, dt.date) and (org not in out or value > out[org]):
+            out[org] = value
+    return out
 
 
 def unknown_org_findings(data: DataFolder) -> list[Finding]:
@@ -534,13 +631,13 @@ class StageOutcome:
 
 def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
                    validation: Validation | None = None, sites: pd.DataFrame | None = None,
-                   requests: pd.DataFrame | None = None) -> StageOutcome:
+                   requests: pd.DataFrame | None = None, depends: pd.DataFrame | None = None) -> StageOutcome:
     """Status of every concerned organization for one stage as of a date."""
     names = ["organizations", *datasets_of(stage.check)]
     if validation is None:
         validation = validate_rows({n: data.frames[n] for n in names if n in data.frames}, informing_stages(plan))
     findings, problems = day_problems(data, validation)
-    ctx = Context(data, problems, plan, stage, as_of, sites, requests)
+    ctx = Context(data, problems, plan, stage, as_of, sites, requests, depends)
     orgs = _orgs(ctx)
     out: CheckResult = CHECKS[stage.check].run()(ctx, orgs)
     complete, missing = out.complete.to_numpy(dtype=bool), out.missing
@@ -564,6 +661,21 @@ def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
         results["days_overdue"] = pd.Series(late, index=results.index, dtype="Int64").where(overdue)
         results["days_left"] = max((stage.deadline - as_of).days, 0)
     results["evidence"] = ctx.evidence.reindex(ids).tolist() if ctx.evidence is not None else None
+    overdue = np.asarray(overdue, dtype=bool)
+    if stage.deadline is not None:  # an organization's extension moves its deadline, and only its own
+        for org, (kind, until) in exemptions(data, stage.number).items():
+            if kind != "продление" or org not in set(ids):
+                continue
+            at = results.index[results["org_id"] == org]
+            late = (as_of - until).days
+            results.loc[at, "deadline"] = until
+            results.loc[at, "days_left"] = max((until - as_of).days, 0)
+            is_late = ~complete[at] & (late > 0)
+            overdue[at] = is_late
+            results.loc[at, "days_overdue"] = pd.Series(late, index=at, dtype="Int64").where(is_late)
+            for i in at:  # one cell at a time: a list in a cell is not a row to broadcast
+                if not complete[i]:
+                    results.at[i, "missing"] = [*results.at[i, "missing"], f"срок продлен до {_fmt(until)}"]
     results["status"] = str(Status.LAGGING)
     results.loc[overdue, "status"] = str(Status.OVERDUE)
     results.loc[complete, "status"] = str(Status.COMPLETE)

@@ -28,6 +28,7 @@ from admission.schema import (
     CHANNELS,
     CHIEF_OPERATOR,
     DATASETS,
+    EXEMPTION_KINDS,
     OPERATOR_ROLES,
     Finding,
 )
@@ -240,6 +241,7 @@ def row_rules(informing_stages: tuple[int, ...] | None = None) -> list[Rule]:
         rules.append(Rule("informing", "stage", "этап «{value}» — ожидается номер этапа плана",
                           lambda: gxe.ExpectColumnValuesToBeBetween(column="stage", min_value=1)))
     in_set("informing", "channel", CHANNELS, "канал «{value}» не из списка: " + ", ".join(CHANNELS))
+    in_set("exemptions", "kind", EXEMPTION_KINDS, "вид «{value}» не из списка: " + ", ".join(EXEMPTION_KINDS))
     return rules
 
 

@@ -191,16 +191,19 @@ class Directory:
         return f"{where}: {who}" if where else who
 
 
-def kinds_for(plan: Plan, calendar: WorkCalendar, stage_no: int, status: str, as_of: dt.date) -> list[str]:
-    """Which kinds of mail an incomplete organization causes on this date."""
+def kinds_for(plan: Plan, calendar: WorkCalendar, stage_no: int, status: str, as_of: dt.date,
+              deadline: dt.date | None = None) -> list[str]:
+    """Which kinds of mail an incomplete organization causes on this date; ``deadline``: its own, when an
+    extension moved it (the results' ``deadline``), else the stage's."""
     stage = plan.stage(stage_no)
     if status == Status.COMPLETE:
         return []
     if stage.deadline is None:  # a whole-campaign stage: lagging -> reminder, overdue -> notice and escalation
         return [MailKind.REMINDER] if status == Status.LAGGING else [MailKind.OVERDUE, MailKind.ESCALATION]
-    if as_of > stage.deadline:
+    deadline = deadline or stage.deadline
+    if as_of > deadline:
         return [MailKind.OVERDUE, MailKind.ESCALATION]
-    if calendar.in_reminder_window(as_of, stage.deadline, plan.reminder_working_days):
+    if calendar.in_reminder_window(as_of, deadline, plan.reminder_working_days):
         return [MailKind.REMINDER]
     return []
 
@@ -215,13 +218,14 @@ def plan_digests(plan: Plan, as_of: dt.date, results: pd.DataFrame, data: DataFo
     digests: dict[tuple[str, str], Digest] = {}
     # One row per lagging organization and stage, not per data row; columns as lists (no per-cell pandas access).
     columns = [lagging[c].tolist() for c in ("stage", "kind", "org_id", "status", "missing", "days_overdue",
-                                              "days_left")]
-    kinds_memo: dict[tuple[int, str], list[str]] = {}
-    for stage_no, kind_of_org, org_id, status, reasons, days_overdue, days_left in zip(*columns, strict=True):
+                                              "days_left", "deadline")]
+    kinds_memo: dict[tuple, list[str]] = {}
+    for stage_no, kind_of_org, org_id, status, reasons, days_overdue, days_left, own in zip(*columns, strict=True):
         stage = plan.stage(int(stage_no))
-        if (stage.number, status) not in kinds_memo:
-            kinds_memo[stage.number, status] = kinds_for(plan, calendar, stage.number, status, as_of)
-        kinds = kinds_memo[stage.number, status]
+        own = own if isinstance(own, dt.date) else None
+        if (stage.number, status, own) not in kinds_memo:
+            kinds_memo[stage.number, status, own] = kinds_for(plan, calendar, stage.number, status, as_of, own)
+        kinds = kinds_memo[stage.number, status, own]
         if not kinds:
             continue
         responsible = stage.responsible.get(kind_of_org)
@@ -243,7 +247,7 @@ def plan_digests(plan: Plan, as_of: dt.date, results: pd.DataFrame, data: DataFo
             parent = directory.parent(org_id)
             item = Item(
                 stage=stage.number, org_id=org_id, org_name=directory.name(org_id), kind_of_org=kind_of_org,
-                status=status, deadline=stage.deadline,
+                status=status, deadline=own or stage.deadline,
                 days_overdue=None if pd.isna(days_overdue) else int(days_overdue),
                 days_left=None if pd.isna(days_left) else int(days_left),
                 missing=missing, contact=contact, parent_name=directory.name(parent) if parent else "",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from admission import quiet_libraries
-from admission.checks.stages import SOURCE_ROW, SOURCE_SITE
+from admission.checks.stages import NOT_COUNTED, REAPPROVAL, SOURCE_ROW, SOURCE_SITE
 from admission.labels import FILE_CHANGE_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from admission.mail.intake import described, zone_ru
 from admission.mail.keys import digest_key
@@ -49,6 +49,8 @@ class Report:
     intake: list[dict] = field(default_factory=list)  # the mailbox since the previous report (mail.intake.day_rows)
     timely: pd.DataFrame | None = None  # per organization × stage: when complete, how late (report.timeliness)
     ranking: pd.DataFrame | None = None  # per МООУСО: completeness, timeliness, change, trend (report.ranking)
+    exemptions: list[dict] = field(default_factory=list)  # every extension and exemption, counted or not
+    approvals: list[dict] = field(default_factory=list)  # per МООУСО: approvals waiting, to redo, not counted
 
 
 def evidence_sources(plan: Plan, today: pd.DataFrame) -> list[dict]:
@@ -107,6 +109,64 @@ def stage_table(plan: Plan, today: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
 
 
 STATUS_ORDER = {"overdue": 0, "lagging": 1, "complete": 2}
+
+
+def approval_queue(plan: Plan, today: pd.DataFrame, names: dict[str, str]) -> list[dict]:
+    """Per МООУСО, the approvals of the approvals stage (stage 8) that wait on it: not yet decided with the data
+    ready (the stages it depends on complete today), to approve again after a change, approvals that did not
+    count (given before the data was complete)."""
+    stage = next((s for s in plan.ordered_stages if s.check == "approvals"), None)
+    if stage is None or today.empty:
+        return []
+    rows = today[today["stage"] == stage.number]
+    ready_orgs = set(rows["org_id"])
+    for dep in stage.depends_on:
+        dep_rows = today[(today["stage"] == dep) & (today["status"] == "complete")]
+        ready_orgs &= set(dep_rows["org_id"])
+    out: dict[str, dict] = {}
+    for org, parent, status, missing in zip(rows["org_id"], rows["parent_id"], rows["status"], rows["missing"],
+                                            strict=True):
+        if status == "complete" or not isinstance(parent, str):
+            continue
+        text = " ".join(missing) if isinstance(missing, list) else ""
+        entry = out.setdefault(parent, {"mooyso": parent, "name": names.get(parent, parent), "waiting": 0,
+                                        "again": 0, "not_counted": 0})
+        if REAPPROVAL in text:
+            entry["again"] += 1
+        elif NOT_COUNTED in text:
+            entry["not_counted"] += 1
+        elif org in ready_orgs:
+            entry["waiting"] += 1
+    return sorted(out.values(), key=lambda e: (-(e["waiting"] + e["again"] + e["not_counted"]), e["name"]))
+
+
+def exemption_rows(plan: Plan, frame: pd.DataFrame | None, orgs: pd.DataFrame) -> list[dict]:
+    """Every row of the extensions and exemptions file, and whether it counts (none is silent)."""
+    if frame is None or frame.empty:
+        return []
+    names = orgs.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
+    stages = {s.number: s for s in plan.stages}
+    out = []
+    for r in frame.to_dict("records"):
+        kind = str(r.get("kind") or "").strip().casefold()
+        stage = stages.get(r.get("stage"))
+        if stage is None:
+            counted = f"нет: этапа «{r.get('stage')}» в плане нет"
+        elif r.get("org_id") not in names:
+            counted = "нет: организации нет в реестре"
+        elif kind == "продление" and not isinstance(r.get("until"), dt.date):
+            counted = "нет: не указан срок, до которого продлено"
+        elif kind == "продление" and stage.deadline is None:
+            counted = "нет: у этапа нет срока"
+        elif kind not in ("продление", "не требуется"):
+            counted = "нет: вид не «продление» и не «не требуется»"
+        else:
+            counted = "да"
+        out.append({"org_id": r.get("org_id"), "name": names.get(r.get("org_id"), ""), "stage": r.get("stage"),
+                    "kind": kind, "until": r.get("until"), "reason": r.get("reason") or "",
+                    "granted_by": r.get("granted_by") or "", "counted": counted, "file": r.get("_file"),
+                    "row": r.get("_row")})
+    return out
 
 
 def headline(report: Report) -> dict:
@@ -281,6 +341,14 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
             columns.append([e if isinstance(e, str) else "" for e in r["evidence"].tolist()])
             widths.append(80)
         write_sheet(wb, f"Этап {stage.number}", headers, zip(*columns, strict=True), widths)
+    write_sheet(wb, "Утверждение", ["МООУСО", "Ждут утверждения (данные готовы)", "Требуют повторного утверждения",
+                                    "Утверждение не учтено"],
+                [(a["name"], a["waiting"], a["again"], a["not_counted"]) for a in report.approvals], [50, 30, 30, 24])
+    write_sheet(wb, "Продления и освобождения", ["Код", "Организация", "Этап", "Вид", "Срок продлен до",
+                                                  "Основание", "Кем предоставлено", "Учтено", "Файл", "Строка"],
+                [(e["org_id"], e["name"], e["stage"], e["kind"], e["until"], e["reason"], e["granted_by"],
+                  e["counted"], e["file"], e["row"]) for e in report.exemptions],
+                [10, 50, 6, 14, 16, 50, 30, 40, 24, 8])
     p = report.problems
     write_sheet(wb, "Проблемы данных", ["Набор данных", "Файл", "Строка", "Столбец", "Код организации", "Проблема"],
           p[["dataset", "file", "row", "column", "org_id", "message"]].itertuples(index=False, name=None),
@@ -323,6 +391,7 @@ def render_emails(report: Report, recipients: list[Person], from_email: str, fro
         "mail_kind_ru": MAIL_KIND_RU, "mail_status_ru": MAIL_STATUS_RU, "sources": report.sources,
         "intake": intake_summary(report.intake), "intake_total": len(report.intake), "head": headline(report),
         "ranking": report.ranking.to_dict("records") if report.ranking is not None else [], "trend_text": trend_text,
+        "exemptions": report.exemptions, "approvals": report.approvals,
         "sender": report.plan.sender,
     }
     chart_bytes = png.read_bytes()

@@ -17,6 +17,8 @@ from sqlalchemy import select
 from admission.labels import INTAKE_OUTCOME_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from admission.mail.intake import day_rows, described
 from admission.plan import Plan
+from admission.report.ranking import ranking
+from admission.report.timeliness import timeliness
 from admission.schema import DATASETS
 from admission.store import (
     engine_for,
@@ -122,20 +124,11 @@ def members(day: Day, mooyso_id: str) -> list[dict]:
 
 def mooyso_ranking(url: str, day: Day) -> list[dict]:
     """The МООУСО ranked (admission.report.ranking) for the page: completeness, timeliness, change, trend."""
-    from admission.report.ranking import ranking
-    from admission.report.timeliness import timeliness
-
     if day.results.empty:
         return []
     names = day.results.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
     return ranking(url, day.plan, day.as_of, day.results, timeliness(url, day.plan, day.as_of, day.results),
                    names).to_dict("records")
-
-
-def trend_text(values: list[float]) -> str:
-    from admission.report.ranking import trend_text as text
-
-    return text(values)
 
 
 def scoped_members(day: Day, scope: tuple[str, ...]) -> list[dict]:

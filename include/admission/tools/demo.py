@@ -313,6 +313,15 @@ def generate(outdir: str | Path, seed: int = 2019, sites: str | None = None, pro
             _write(out / "informing" / f"{oid}.xlsx", "informing", rows, fmt="xlsx", keys=inf_keys)
         else:
             _write(out / "informing" / f"{oid}.csv", "informing", rows, encoding="utf-8-sig", sep=";", keys=inf_keys)
+    # An extension and an exemption, as a ministry grants them: a later deadline for one school's classes, and a
+    # school being merged into another, which creates no first class.
+    _write(out / "exemptions.xlsx", "exemptions", [
+        {"org_id": "S110", "stage": 7, "kind": "продление", "until": dt.date(2020, 1, 31),
+         "reason": "число мест уточняется после решения комиссии", "granted_by": "Министерство, письмо № 01-15/7"},
+        {"org_id": "S312", "stage": 7, "kind": "не требуется", "until": "",
+         "reason": "школа присоединяется к СОШ № 11 (реорганизация)",
+         "granted_by": "Управление образования (город Светлогорск), приказ № 3-о"},
+    ], fmt="xlsx")
     # Two defects of the kind people really send: a broken upload and an impossible date.
     if "d107_sent_again" not in fixed:
         (out / "informing" / "D107.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
