@@ -124,6 +124,7 @@ def test_the_export_is_a_stable_csv_and_json_behind_the_pages_authorization(camp
     assert len(as_json) == len(table) and set(as_json[0]) == set(COLUMNS)
     page = client.get(f"/?plan={plan.id}&date={DAYS[2]}").text
     assert 'id="ranking"' in page and "Рейтинг МООУСО" in page and "→" in page
+    assert 'id="approvals"' in page and "Утверждение сведений МООУСО" in page
     allowed["yes"] = False  # a viewer: no export
     assert client.get(f"/api/export.csv?plan={plan.id}").status_code == 403
 

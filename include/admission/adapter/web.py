@@ -207,7 +207,7 @@ def create_app() -> FastAPI:
                    "prefix": PREFIX, "trigger": f"/dags/run_day_{chosen.slug}", "stages": [], "municipalities": [],
                    "run_date": min(max(_today({chosen.id: chosen}), chosen.campaign.start), chosen.campaign.end),
                    "members": None, "mooyso": mooyso, "hits": None, "org": None, "chart": "", "links": {},
-                   "mailbox": None, "day_mail": None, "ranking": [], "trend_text": None,
+                   "mailbox": None, "day_mail": None, "ranking": [], "trend_text": None, "approvals": [],
                    "link": lambda **kw: f"{PREFIX}/?" + urlencode({"plan": chosen.id,
                                                                    "date": as_of.isoformat() if as_of else "", **kw})}
         if as_of is not None:
@@ -215,7 +215,8 @@ def create_app() -> FastAPI:
             context |= {"stages": dashboard.stages(day), "municipalities": dashboard.municipalities(day),
                         "chart": dashboard.progress_svg(dashboard.progress(url, chosen, as_of)),
                         "mailbox": dashboard.mailbox(url, day), "day_mail": dashboard.day_mail(url, day),
-                        "ranking": dashboard.mooyso_ranking(url, day), "trend_text": trend_text}
+                        "ranking": dashboard.mooyso_ranking(url, day), "trend_text": trend_text,
+                        "approvals": dashboard.approvals(day)}
             if mooyso:
                 context["members"] = dashboard.members(day, mooyso)
             if q:

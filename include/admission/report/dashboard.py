@@ -17,6 +17,7 @@ from sqlalchemy import select
 from admission.labels import INTAKE_OUTCOME_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from admission.mail.intake import day_rows, described
 from admission.plan import Plan
+from admission.report.daily import approval_queue
 from admission.report.ranking import ranking
 from admission.report.timeliness import timeliness
 from admission.schema import DATASETS
@@ -129,6 +130,13 @@ def mooyso_ranking(url: str, day: Day) -> list[dict]:
     names = day.results.drop_duplicates("org_id").set_index("org_id")["name"].to_dict()
     return ranking(url, day.plan, day.as_of, day.results, timeliness(url, day.plan, day.as_of, day.results),
                    names).to_dict("records")
+
+
+def approvals(day: Day) -> list[dict]:
+    """The approvals queue per МООУСО (admission.report.daily.approval_queue) for the page."""
+    names = day.results.drop_duplicates("org_id").set_index("org_id")["name"].to_dict() if not day.results.empty \
+        else {}
+    return approval_queue(day.plan, day.results, names)
 
 
 def scoped_members(day: Day, scope: tuple[str, ...]) -> list[dict]:
