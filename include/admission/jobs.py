@@ -207,8 +207,11 @@ def check_websites(settings: Settings, plan: Plan, as_of: dt.date, deployment: d
         where = "the plan's site_check.enabled" if not plan.site_check.enabled else "Variable admission_site_check"
         log.warning("the website check is switched off (%s): stage 2 counts informing rows only", where)
         return {"as_of": as_of.isoformat(), "skipped": f"switched off by {where}"}
-    try:  # the registry of the newest snapshot on or before the day (at night the day's own is not taken yet)
-        orgs = load_snapshot(settings, plan, as_of, []).data.frames["organizations"]
+    # The registry of the newest snapshot on or before the day: at night the day's own is not taken yet, and
+    # that is expected (no warning).
+    taken = [d for d, _ in settings.layout.snapshot_days(plan.id) if d <= as_of]
+    try:
+        orgs = load_snapshot(settings, plan, taken[-1] if taken else as_of, []).data.frames["organizations"]
     except snapshot.NoSnapshot:
         if settings.data_dir is None:
             raise
