@@ -40,6 +40,7 @@ from admission.report import links
 from admission.report.ranking import ranking
 from admission.report.timeliness import timeliness
 from admission.store import (
+    answers_for_review,
     latest_site_checks,
     load_findings,
     load_history,
@@ -48,6 +49,7 @@ from admission.store import (
     record_issued_forms,
     record_requested_changes,
     requested_changes,
+    reviews,
     save_operator_snapshot,
     save_site_checks,
     save_stage,
@@ -167,7 +169,9 @@ def _judge(settings: Settings, plan: Plan, stage, snap, as_of: dt.date) -> dict:
     requests = request_history(settings, plan, as_of) if CHECKS[stage.check].requests else None
     depends = (stage_statuses(settings.store_url, plan.id, stage.depends_on, as_of)
                if CHECKS[stage.check].depends and stage.depends_on else None)
-    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites, requests, depends)
+    reviewed = ((answers_for_review(settings.store_url, plan.id, as_of), reviews(settings.store_url, plan.id))
+                if stage.review else None)
+    outcome = evaluate_stage(plan, stage, snap.data, as_of, snap.validation, sites, requests, depends, reviewed)
     save_stage(settings.store_url, plan.id, stage.number, as_of, outcome.results, outcome.findings)
     counts = summarize(outcome.results)
     # Counts and file positions only: the log never carries names or e-mails.
@@ -417,8 +421,12 @@ def compose_receipts(settings: Settings, plan: Plan, as_of: dt.date, dry_run: bo
     """The receipts of the messages read (kind ``receipt``), into the outbox once each."""
 
     results = load_results(settings.store_url, plan.id, as_of)
-    counts = intake.compose_receipts(plan, as_of, settings.store_url, results, intake_frames(settings, plan, as_of),
-                                     settings.form_keys(), settings.from_email, settings.from_name, dry_run)
+    frames = intake_frames(settings, plan, as_of)
+    counts = intake.compose_receipts(plan, as_of, settings.store_url, results, frames, settings.form_keys(),
+                                     settings.from_email, settings.from_name, dry_run)
+    # The campaign page's reviews of answers go out the same way, on the same 15-minute cycle.
+    counts |= intake.compose_reviews(plan, as_of, settings.store_url, results, frames, settings.form_keys(),
+                                     settings.from_email, settings.from_name, dry_run)
     log.info("receipts for plan %s on %s: %s", plan.id, as_of, counts)
     return {"as_of": as_of.isoformat(), **counts}
 

@@ -57,6 +57,9 @@ class Stage(_Model):
     responsible: dict[OrgKind, ResponsibleRole]
     escalation: dict[OrgKind, EscalationRole]
     depends_on: list[int] = Field(default_factory=list)
+    # A stage machine rules cannot judge alone (a meeting protocol, a staff order): an organization's newest answer
+    # by mail for it counts once a person has reviewed it «принято» on the campaign page.
+    review: bool = False
     note: str | None = None
 
     @field_validator("check")

@@ -177,6 +177,21 @@ outbox_part = Table(
     Column("last_used", Date, nullable=False),
 )
 
+# A person's review of an answer by mail (the campaign page): принято / есть замечания / отклонено, with a comment.
+# The newest review of an organization's newest answer counts for the stages whose plan says ``review: true``.
+review = Table(
+    "admission_review",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", String(64), nullable=False, index=True),
+    Column("org_id", String(64), nullable=False),
+    Column("message_id", String(400), nullable=False),  # the answer (admission_intake.message_id)
+    Column("state", String(32), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("reviewed_at", DateTime, nullable=False),
+)
+
 # Every change a request to РЦОКО named (admission.jobs.collect_operators): whether an account that is still
 # missing was asked for, and since when — РЦОКО answers for an item only a stated time after the request that
 # named it was delivered (the outbox says when: the request's key carries its change hash).
@@ -455,6 +470,42 @@ def record_issued_forms(url: str, plan_id: str, forms: list[tuple[str, tuple[str
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     with engine.begin() as conn:
         conn.execute(dialect.insert(issued_form).on_conflict_do_nothing(), values)
+
+
+def record_review(url: str, plan_id: str, org_id: str, message_id: str, state: str, comment: str,
+                  reviewer: str) -> int:
+    """Keep a review (every one: the answer's history shows them all); returns its id."""
+    with engine_for(url).begin() as conn:
+        result = conn.execute(review.insert().values(
+            plan_id=plan_id, org_id=org_id, message_id=message_id[:400], state=state, comment=comment[:4000],
+            reviewer=reviewer[:200], reviewed_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)))
+        return int(result.inserted_primary_key[0])
+
+
+def reviews(url: str, plan_id: str, org_id: str | None = None) -> pd.DataFrame:
+    """The reviews of a plan (or one organization), oldest first."""
+    t = review
+    query = select(t.c.id, t.c.org_id, t.c.message_id, t.c.state, t.c.comment, t.c.reviewer, t.c.reviewed_at).where(
+        t.c.plan_id == plan_id)
+    if org_id is not None:
+        query = query.where(t.c.org_id == org_id)
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(query.order_by(t.c.id)).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=["id", "org_id", "message_id", "state", "comment", "reviewer",
+                                                          "reviewed_at"])
+
+
+def answers_for_review(url: str, plan_id: str, until: dt.date) -> pd.DataFrame:
+    """Every answer by mail that changed data, up to a day: org_id, message_id, received_at, datasets (accepted)."""
+    t = intake
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(t.c.org_id, t.c.message_id, t.c.received_at, t.c.result).where(
+            t.c.plan_id == plan_id, t.c.as_of <= until, t.c.outcome.in_(["accepted", "partial"]))).mappings().all()
+    out = [{"org_id": r["org_id"], "message_id": r["message_id"], "received_at": r["received_at"],
+            "datasets": sorted({f.get("dataset") for f in (r["result"] or {}).get("files", [])
+                                if f.get("status", "accepted") == "accepted" and f.get("dataset")})}
+           for r in rows]
+    return pd.DataFrame(out, columns=["org_id", "message_id", "received_at", "datasets"])
 
 
 def record_requested_changes(url: str, plan_id: str, change_hash: str, items: list[tuple[str, str, str]],

@@ -208,6 +208,7 @@ def create_app() -> FastAPI:
                    "run_date": min(max(_today({chosen.id: chosen}), chosen.campaign.start), chosen.campaign.end),
                    "members": None, "mooyso": mooyso, "hits": None, "org": None, "chart": "", "links": {},
                    "mailbox": None, "day_mail": None, "ranking": [], "trend_text": None, "approvals": [],
+                   "can_review": True, "review_plan": chosen.id,
                    "link": lambda **kw: f"{PREFIX}/?" + urlencode({"plan": chosen.id,
                                                                    "date": as_of.isoformat() if as_of else "", **kw})}
         if as_of is not None:
@@ -324,6 +325,28 @@ def create_app() -> FastAPI:
         if answer.status_code >= 400:
             raise HTTPException(answer.status_code, f"Airflow не запустил {dag_id}: {answer.text[:300]}")
         return RedirectResponse(f"/dags/{dag_id}/runs/{quote(run_id)}", status_code=303)
+
+    @app.post("/review")
+    def review(request: Request, user: User, plan: Annotated[str, Form()], org: Annotated[str, Form()],
+               message_id: Annotated[str, Form()], state: Annotated[str, Form()],
+               comment: Annotated[str, Form()] = "") -> RedirectResponse:
+        """A person's review of an answer by mail: принято / есть замечания / отклонено, with a comment. Kept with
+        every earlier one; the intake DAG mails it to the organization (with a fresh form when not accepted) on
+        its next run; a stage whose plan says ``review: true`` counts it."""
+        from admission.checks.stages import REVIEW_STATES
+        from admission.store import record_review
+
+        _same_origin(request)
+        chosen = _allowed_plans(user).get(plan)
+        if chosen is None:
+            raise HTTPException(404, f"нет плана «{plan}»")
+        if state not in REVIEW_STATES:
+            raise HTTPException(422, "итог проверки: принято, есть замечания или отклонено")
+        if state != "принято" and not comment.strip():
+            raise HTTPException(422, "замечания обязательны, если ответ не принят: их получит организация")
+        reviewer = getattr(user, "get_name", lambda: "")() or "администратор"
+        record_review(store_url(), chosen.id, org[:64], message_id, state, comment.strip(), str(reviewer))
+        return RedirectResponse(f"{PREFIX}/?" + urlencode({"plan": chosen.id, "org": org}) + "#org", status_code=303)
 
     @app.get("/o/{token}", response_class=HTMLResponse)
     def shared(token: str, org: str | None = None) -> HTMLResponse:

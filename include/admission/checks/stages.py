@@ -54,6 +54,7 @@ class Context:
     sites: pd.DataFrame | None = None  # the day's website check per organization (admission.checks.sites); None: not run
     requests: pd.DataFrame | None = None  # what delivered requests to РЦОКО named (jobs.request_history); None: unknown
     depends: pd.DataFrame | None = None  # stored daily statuses of the stages this one depends on (store.stage_statuses)
+    reviews: tuple | None = None  # (answers, reviews) for a stage that needs review (jobs.review_state)
     evidence: pd.Series | None = None  # org_id -> what counted, set by a check that says (stage 2)
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -631,13 +632,14 @@ class StageOutcome:
 
 def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
                    validation: Validation | None = None, sites: pd.DataFrame | None = None,
-                   requests: pd.DataFrame | None = None, depends: pd.DataFrame | None = None) -> StageOutcome:
+                   requests: pd.DataFrame | None = None, depends: pd.DataFrame | None = None,
+                   reviews: tuple | None = None) -> StageOutcome:
     """Status of every concerned organization for one stage as of a date."""
     names = ["organizations", *datasets_of(stage.check)]
     if validation is None:
         validation = validate_rows({n: data.frames[n] for n in names if n in data.frames}, informing_stages(plan))
     findings, problems = day_problems(data, validation)
-    ctx = Context(data, problems, plan, stage, as_of, sites, requests, depends)
+    ctx = Context(data, problems, plan, stage, as_of, sites, requests, depends, reviews)
     orgs = _orgs(ctx)
     out: CheckResult = CHECKS[stage.check].run()(ctx, orgs)
     complete, missing = out.complete.to_numpy(dtype=bool), out.missing
@@ -661,6 +663,10 @@ def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
         results["days_overdue"] = pd.Series(late, index=results.index, dtype="Int64").where(overdue)
         results["days_left"] = max((stage.deadline - as_of).days, 0)
     results["evidence"] = ctx.evidence.reindex(ids).tolist() if ctx.evidence is not None else None
+    if stage.review and reviews is not None:
+        complete = _apply_reviews(results, complete.copy(), stage, reviews)
+        if stage.deadline is not None:
+            overdue = ~complete & ((as_of - stage.deadline).days > 0)
     overdue = np.asarray(overdue, dtype=bool)
     if stage.deadline is not None:  # an organization's extension moves its deadline, and only its own
         for org, (kind, until) in exemptions(data, stage.number).items():
@@ -680,6 +686,44 @@ def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
     results.loc[overdue, "status"] = str(Status.OVERDUE)
     results.loc[complete, "status"] = str(Status.COMPLETE)
     return StageOutcome(results[RESULT_COLUMNS], findings, validation)
+
+
+REVIEW_STATES = ("принято", "есть замечания", "отклонено")
+
+
+def _apply_reviews(results: pd.DataFrame, complete: np.ndarray, stage: Stage, reviews: tuple) -> np.ndarray:
+    """A stage that needs review: an organization whose newest answer by mail for it is not yet reviewed «принято»
+    is not complete — waiting for the review, or with the reviewer's remark; the rest stand as judged."""
+    answers, done = reviews
+    wanted = set(datasets_of(stage.check))
+    if answers is None or answers.empty:
+        return complete
+    mine = answers[[bool(wanted & set(d)) for d in answers["datasets"]]]
+    if mine.empty:
+        return complete
+    newest = mine.sort_values("received_at").groupby("org_id").last()
+    latest = {}
+    if done is not None and not done.empty:
+        latest = {(o, m): r for o, m, r in zip(done["org_id"], done["message_id"], done.to_dict("records"),
+                                               strict=True)}  # in id order: the last one stays
+    for i, org in enumerate(results["org_id"].tolist()):
+        if org not in newest.index:
+            continue
+        answer = newest.loc[org]
+        when = answer["received_at"]
+        day = when.date() if isinstance(when, dt.datetime) else when
+        seen = latest.get((org, answer["message_id"]))
+        if seen is None:
+            complete[i] = False
+            results.at[results.index[i], "missing"] = [*results.at[results.index[i], "missing"],
+                                                       f"{WAITING}проверка ответа от {_fmt(day)} проверяющим "
+                                                       "(этап требует проверки человеком)"]
+        elif seen["state"] != "принято":
+            complete[i] = False
+            results.at[results.index[i], "missing"] = [*results.at[results.index[i], "missing"],
+                                                       f"ответ от {_fmt(day)} проверен: {seen['state']} — "
+                                                       f"{seen['comment']}"]
+    return complete
 
 
 def summarize(results: pd.DataFrame) -> dict[str, int]:

@@ -88,7 +88,7 @@ from admission.mail.recipients import Person
 from admission.mail.render import envelope
 from admission.registry import MAIL_RIGHTS, informing_stages
 from admission.schema import DATASETS, KIND_ALIASES, cell_value, normalize_header
-from admission.store import engine_for, intake, issued_forms, record_issued_forms
+from admission.store import engine_for, intake, issued_forms, outbox, record_issued_forms, reviews
 from admission.templating import ru_date
 from admission.vocabulary import IntakeOutcome, IntakeState, Status
 from admission.wording import PROBLEMS, ROWS, plural, salutation
@@ -855,6 +855,82 @@ def _zone(plan) -> str:
 def zone_ru(plan) -> str:
     """The plan's time zone as a column header says it: «время московское»."""
     return "время московское" if plan.timezone == "Europe/Moscow" else f"часовой пояс {plan.timezone}"
+
+
+def compose_reviews(plan, as_of: dt.date, url: str, results, frames: dict, keys: FormKeys | bytes,
+                    from_email: str, from_name: str, dry_run: bool = False) -> dict:
+    """A letter for every review made on the campaign page and not yet mailed (kind ``receipt``, one per review):
+    to the answer's sender when it is one of the organization's own addresses, else to its head; the reviewer's
+    comment, and a fresh form when the answer was not accepted."""
+    keys = keys if isinstance(keys, FormKeys) else FormKeys(keys)
+    done = reviews(url, plan.id)
+    if done.empty:
+        return {"reviews": 0}
+    with engine_for(url).connect() as conn:
+        mailed = {k.split("|")[2] for k in conn.execute(select(outbox.c.digest_key).where(
+            outbox.c.plan_id == plan.id, outbox.c.digest_key.startswith(f"{plan.id}|review|"))).scalars()}
+        answers = {r["message_id"]: dict(r) for r in conn.execute(select(
+            intake.c.message_id, intake.c.sender, intake.c.received_at, intake.c.result).where(
+            intake.c.plan_id == plan.id, intake.c.message_id.in_(done["message_id"].tolist()))).mappings()}
+    orgs = Organizations(frames)
+    messages, issued = [], []
+    for r in done.to_dict("records"):
+        if str(r["id"]) in mailed or r["org_id"] not in orgs or r["message_id"] not in answers:
+            continue
+        answer = answers[r["message_id"]]
+        sender = (answer.get("sender") or "").lower()
+        to = [sender] if sender in orgs.addresses.get(r["org_id"], set()) else orgs.heads.get(r["org_id"], [])
+        forms = []
+        if r["state"] != "принято":
+            stages = _stages_for_form(plan, orgs, r["org_id"], results)
+            data = build_form(plan, as_of, r["org_id"], orgs.name.get(r["org_id"], r["org_id"]), stages, frames,
+                              keys.current, from_email, kind=orgs.kind.get(r["org_id"])) if stages else None
+            if data is not None:
+                forms.append((file_name(r["org_id"], as_of), data))
+                issued.append((r["org_id"], tuple(form_datasets(plan, stages, orgs.kind.get(r["org_id"]))), as_of,
+                               form_expiry(plan, stages, as_of)))
+        for address in [a for a in to if delivery_form(a)]:
+            messages.append((f"{plan.id}|review|{r['id']}|{address}", "receipt",
+                             _review_letter(plan, as_of, r, answer, orgs, address, from_email, from_name, forms)))
+    if messages:
+        enqueue(url, plan.id, as_of, messages, dry_run=dry_run)
+    if issued and not dry_run:
+        record_issued_forms(url, plan.id, issued)
+    return {"reviews": len(messages)}
+
+
+def _review_letter(plan, as_of: dt.date, review: dict, answer: dict, orgs: Organizations, address: str,
+                   from_email: str, from_name: str, forms: list[tuple[str, bytes]]):
+    received = _local(answer["received_at"], plan)
+    accepted = "; ".join(DATASETS[f["dataset"]].ru for f in (answer.get("result") or {}).get("files", [])
+                         if f.get("dataset") in DATASETS and f.get("status", "accepted") == "accepted")
+    name = orgs.name.get(review["org_id"], review["org_id"])
+    lines = [salutation(orgs.person.get(address, "")), "",
+             f"Ответ организации {name} (код {review['org_id']}) от {received:%d.%m.%Y %H:%M}"
+             + (f" (сведения: {accepted})" if accepted else "") + f" проверен: {review['state']}."]
+    if review["comment"]:
+        lines += ["", f"Замечания проверяющего: {safe_text(review['comment'], 2000)}"]
+    if review["state"] != "принято":
+        lines += ["", "Пока замечания не устранены, этап не считается выполненным. Исправьте сведения в форме "
+                      "во вложении и отправьте ее ответом на это письмо."]
+    lines += ["", "С уважением,", *plan.sender.lines(), "", "--",
+              "Письмо сформировано автоматически системой мониторинга подготовки к приему в 1-й класс "
+              f"(кампания {plan.id})."]
+    text = "\n".join(lines) + "\n"
+    msg = envelope(plan.id, "receipt", [], [review["org_id"]], as_of,
+                   f"Проверка ответа: {review['state']} — {name}", f"{plan.id}|review|{review['id']}|{address}",
+                   Person(email=address, name=""), from_email, from_name)
+    reply_to = safe_message_id(review["message_id"])
+    if reply_to and not reply_to.startswith(("<no-id-", "<bad-id-", "<uid-")):
+        msg["In-Reply-To"] = reply_to
+        msg["References"] = reply_to
+    msg.set_content(text, charset="utf-8", cte="base64")
+    msg.add_alternative("<html><body>" + "".join(f"<p>{escape(line)}</p>" if line else "" for line in text.splitlines())
+                        + "</body></html>", subtype="html", charset="utf-8", cte="base64")
+    for file, data in forms:
+        msg.add_attachment(data, maintype="application",
+                           subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet", filename=file)
+    return msg
 
 
 def _stages_for_form(plan, ctx_orgs: Organizations, org_id: str, results) -> list[int]:

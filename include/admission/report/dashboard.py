@@ -29,9 +29,11 @@ from admission.store import (
     load_results,
     outbox,
     previous_date,
+    reviews,
     stage_result,
 )
 from admission.vocabulary import Status
+from admission.wording import ROWS, plural
 
 SHOWN_ORGS = 50  # search hits listed; a code, a name or an ИНН narrows it
 
@@ -209,11 +211,17 @@ def answers(url: str, day: Day, org_id: str) -> list[dict]:
 
     with engine_for(url).connect() as conn:
         rows = conn.execute(
-            select(intake.c.received_at, intake.c.outcome, intake.c.result)
+            select(intake.c.received_at, intake.c.outcome, intake.c.result, intake.c.message_id)
             .where(intake.c.plan_id == day.plan.id, intake.c.org_id == org_id, intake.c.as_of <= day.as_of)
             .order_by(intake.c.received_at.desc())).mappings().all()
+    done = reviews(url, day.plan.id, org_id)
+    history: dict[str, list[dict]] = {}
+    for r in done.to_dict("records"):
+        history.setdefault(r["message_id"], []).append(r)
     return [{"at": r["received_at"], "outcome_ru": INTAKE_OUTCOME_RU.get(r["outcome"], r["outcome"] or "в обработке"),
-             "accepted": "; ".join(f"{DATASETS[f['dataset']].ru}: строк {f['rows']}"
+             "message_id": r["message_id"], "reviewable": r["outcome"] in ("accepted", "partial"),
+             "reviews": history.get(r["message_id"], []),
+             "accepted": "; ".join(f"{DATASETS[f['dataset']].ru}: {plural(int(f['rows']), ROWS)}"
                                    for f in (r["result"] or {}).get("files", []) if f.get("dataset") in DATASETS)}
             for r in rows]
 
