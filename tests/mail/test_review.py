@@ -17,6 +17,7 @@ def test_a_review_with_remarks_reaches_the_sender_and_keeps_the_stage_open_until
     from admission.mail.outbox import EmlTransport
     from admission.plan import load_plan
     from admission.store import engine_for, intake, load_results, record_review
+
     from tests.helpers import REPO
 
     text = (REPO / "include" / "plans" / "2020-2021.yaml").read_text(encoding="utf-8")
