@@ -95,3 +95,25 @@ def test_the_campaign_page_records_a_review_and_refuses_one_without_a_comment_or
     done = reviews(url, "2020-2021")
     assert list(zip(done["state"], done["comment"], done["reviewer"], strict=True)) == [
         ("есть замечания", "нет протокола", "Иванова И.И.")]
+
+
+def test_each_answer_shows_what_it_changed_against_the_previous_version(tmp_path):
+    import pandas as pd
+
+    from admission.inputs.submissions import version_diff, write_submission
+    from admission.schema import DATASETS
+
+    keys = DATASETS["first_grade_classes"].keys
+
+    def classes(*rows):
+        return pd.DataFrame([dict(zip(keys, r, strict=True)) for r in rows], columns=keys)
+
+    first = write_submission(tmp_path, "first_grade_classes", "S211", dt.datetime(2020, 1, 14, 9),
+                             "<a1@x>", classes(("S211", "1А", 25, 20, None), ("S211", "1Б", 25, 30, None)))
+    second = write_submission(tmp_path, "first_grade_classes", "S211", dt.datetime(2020, 1, 15, 9),
+                              "<a2@x>", classes(("S211", "1А", 25, 20, None), ("S211", "1Б", 25, 25, None)))
+    assert version_diff(first)["previous"] is None and version_diff(first)["added"] == 2
+    diff = version_diff(second)
+    assert (diff["added"], diff["removed"]) == (1, 1)
+    assert diff["added_rows"] == [("S211", "1Б", "25", "25", "")]
+    assert diff["removed_rows"] == [("S211", "1Б", "25", "30", "")]

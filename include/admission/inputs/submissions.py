@@ -83,6 +83,32 @@ def write_submission(root: Path, dataset: str, org_id: str, received_at: dt.date
     return path
 
 
+def version_diff(path: Path, shown: int = 5) -> dict:
+    """What a submission changed against the organization's previous version of the same dataset (ODK Central's
+    activity feed): rows added and removed (values as the CSV holds them), at most ``shown`` of each listed.
+    ``previous`` is None for the first version by mail."""
+    path = Path(path)
+    versions = sorted(p for p in path.parent.glob("*.csv") if not p.name.startswith("."))
+    before = [p for p in versions if p.name < path.name]
+
+    def rows(file: Path) -> tuple[list[str], list[tuple[str, ...]]]:
+        try:
+            lines = list(csv.reader(io.StringIO(file.read_text(encoding="utf-8")), delimiter=";"))
+        except OSError:
+            return [], []
+        return (lines[0], [tuple(r) for r in lines[1:]]) if lines else ([], [])
+
+    header, now = rows(path)
+    if not before:
+        return {"previous": None, "added": len(now), "removed": 0, "added_rows": now[:shown], "removed_rows": [],
+                "header": header}
+    _, old = rows(before[-1])
+    added = [r for r in now if r not in set(old)]
+    removed = [r for r in old if r not in set(now)]
+    return {"previous": before[-1].name, "added": len(added), "removed": len(removed), "added_rows": added[:shown],
+            "removed_rows": removed[:shown], "header": header}
+
+
 def newest_submissions(root: Path) -> dict[tuple[str, str], Path]:
     """(dataset, org_id) -> its newest submission file (names start with the time received)."""
     out: dict[tuple[str, str], Path] = {}

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from markupsafe import escape
 from sqlalchemy import select
 
+from admission.inputs.submissions import version_diff
 from admission.labels import INTAKE_OUTCOME_RU, MAIL_KIND_RU, MAIL_STATUS_RU, STATUS_RU
 from admission.mail.intake import day_rows, described
 from admission.plan import Plan
@@ -221,9 +223,28 @@ def answers(url: str, day: Day, org_id: str) -> list[dict]:
     return [{"at": r["received_at"], "outcome_ru": INTAKE_OUTCOME_RU.get(r["outcome"], r["outcome"] or "в обработке"),
              "message_id": r["message_id"], "reviewable": r["outcome"] in ("accepted", "partial"),
              "reviews": history.get(r["message_id"], []),
+             "changes": _changes(r["result"]),
              "accepted": "; ".join(f"{DATASETS[f['dataset']].ru}: {plural(int(f['rows']), ROWS)}"
                                    for f in (r["result"] or {}).get("files", []) if f.get("dataset") in DATASETS)}
             for r in rows]
+
+
+def _changes(result: dict | None) -> list[str]:
+    """Per accepted file of an answer, what it changed against the previous version by mail (submissions)."""
+    out = []
+    for f in (result or {}).get("files", []):
+        if f.get("status", "accepted") != "accepted" or not f.get("path") or f.get("dataset") not in DATASETS:
+            continue
+        diff = version_diff(Path(f["path"]))
+        label = DATASETS[f["dataset"]].ru
+        if diff["previous"] is None:
+            out.append(f"{label}: первая версия по почте, {plural(diff['added'], ROWS)}")
+            continue
+        parts = [f"{label}: добавлено {plural(diff['added'], ROWS)}, удалено {plural(diff['removed'], ROWS)}"]
+        parts += ["+ " + "; ".join(v for v in row if v) for row in diff["added_rows"]]
+        parts += ["− " + "; ".join(v for v in row if v) for row in diff["removed_rows"]]
+        out.append(" | ".join(parts))
+    return out
 
 
 PROBLEM_STATES = ("refused", "failed", "pending", "sending")
