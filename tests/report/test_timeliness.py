@@ -66,6 +66,7 @@ def test_the_mooyso_ranking_says_the_change_since_yesterday_and_the_trend(campai
     assert list(ranked["pct"]) == sorted(ranked["pct"], reverse=True)
     for row in ranked.to_dict("records"):
         assert len(row["trend"]) == 3 and row["trend"][-1] == row["pct"]
+        assert set(row["stages"]) == set(range(1, 9)) and all(0 <= v["pct"] <= 100 for v in row["stages"].values())
         assert row["change_day"] == round(row["trend"][-1] - row["trend"][-2], 1)
         assert row["change_week"] is None  # no judged day a week before
         assert row["light"] in ("зеленый", "желтый", "красный")
@@ -81,6 +82,8 @@ def test_the_report_ranks_the_mooyso_and_counts_on_time_per_stage(campaign, plan
     ranking = list(book["МООУСО"].iter_rows(values_only=True))
     assert ranking[0][:3] == ("Место", "МООУСО", "Светофор") and [r[0] for r in ranking[1:]] == [1, 2, 3]
     assert all("→" in r[8] for r in ranking[1:])
+    assert ranking[0][9:] == tuple(f"Этап {n}: % / % в срок" for n in range(1, 9))  # МООУСО × stage
+    assert all("/" in cell for r in ranking[1:] for cell in r[9:] if cell != "—")
     timely = list(book["Своевременность"].iter_rows(values_only=True))
     assert timely[0][3:6] == ("Выполнено в срок", "С опозданием", "Не выполнено")
     stage2 = next(r for r in timely[1:] if r[0] == 2)

@@ -111,6 +111,13 @@ def stage_table(plan: Plan, today: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
 STATUS_ORDER = {"overdue": 0, "lagging": 1, "complete": 2}
 
 
+def _stage_cell(values: dict | None) -> str:
+    """«75 / 50» — % complete and % on time of a МООУСО on one stage; «—» when it has no organization there."""
+    if not values or values.get("pct") is None:
+        return "—"
+    return f"{values['pct']:.0f} / {values['on_time_pct']:.0f}"
+
+
 def approval_queue(plan: Plan, today: pd.DataFrame, names: dict[str, str]) -> list[dict]:
     """Per МООУСО, the approvals of the approvals stage (stage 8) that wait on it: not yet decided with the data
     ready (the stages it depends on complete today), to approve again after a change, approvals that did not
@@ -296,11 +303,15 @@ def workbook(report: Report, today: pd.DataFrame, path: Path) -> Path:
             r.complete, r.lagging, r.overdue, r.total, r.pct if r.pct is not None else "—"]
            for r in report.stages.itertuples()], [6, 50, 12, 14, 11, 10, 12, 8, 13])
     if report.ranking is not None and not report.ranking.empty:
+        numbers = [st.number for st in report.plan.ordered_stages]
         write_sheet(wb, "МООУСО", ["Место", "МООУСО", "Светофор", "% выполнения", "% выполнено в срок", "Просрочено",
-                                   "Изменение за день, п.п.", "Изменение за неделю, п.п.", "Динамика, %"],
+                                   "Изменение за день, п.п.", "Изменение за неделю, п.п.", "Динамика, %",
+                                   *[f"Этап {n}: % / % в срок" for n in numbers]],
                     [(r["place"], r["name"], r["light"], r["pct"], r["on_time_pct"], r["overdue"], r["change_day"],
-                      r["change_week"], trend_text(r["trend"])) for r in report.ranking.to_dict("records")],
-                    [7, 50, 11, 13, 18, 12, 22, 24, 30])
+                      r["change_week"], trend_text(r["trend"]),
+                      *[_stage_cell((r["stages"] or {}).get(n)) for n in numbers])
+                     for r in report.ranking.to_dict("records")],
+                    [7, 50, 11, 13, 18, 12, 22, 24, 30, *[16] * len(numbers)])
     timely = report.timely.set_index(["org_id", "stage"]) if report.timely is not None else None
     if timely is not None:
         per_stage = rates(report.timely, ["stage"]).set_index("stage")

@@ -1,6 +1,7 @@
 """The МООУСО over time, ranked: what a ministry managing fifty municipal authorities looks at first.
 
-Per МООУСО (its own rows and those of its schools and preschools), over every stage judged that day:
+Per МООУСО (its own rows and those of its schools and preschools), over every stage judged that day and per stage
+(``stages``: stage -> % complete and % on time):
 completeness (% of organization × stage complete), timeliness (% complete on time, admission.report.timeliness),
 the change in completeness since the previous judged day and since a week before, the trend of the last seven
 judged days, its place (1 = the most complete) and a traffic light by the plan's ``ranking`` thresholds.
@@ -18,7 +19,8 @@ from admission.report.timeliness import ON_TIME
 from admission.store import engine_for, stage_result
 
 LIGHTS = {"green": "зеленый", "yellow": "желтый", "red": "красный"}
-COLUMNS = ["place", "mooyso", "name", "light", "pct", "on_time_pct", "overdue", "change_day", "change_week", "trend"]
+COLUMNS = ["place", "mooyso", "name", "light", "pct", "on_time_pct", "overdue", "change_day", "change_week", "trend",
+           "stages"]
 
 
 def _history(url: str, plan: Plan, as_of: dt.date, days: int = 8) -> pd.DataFrame:
@@ -63,10 +65,18 @@ def ranking(url: str, plan: Plan, as_of: dt.date, today: pd.DataFrame, timely: p
     owner = mine["parent_id"].where(mine["kind"] != "МООУСО", mine["org_id"])
     timely = timely.set_index(["org_id", "stage"])["timeliness"]
     on_time = [timely.get((o, s)) == ON_TIME for o, s in zip(mine["org_id"], mine["stage"], strict=True)]
-    frame = pd.DataFrame({"mooyso": owner.to_numpy(), "on_time": on_time,
+    frame = pd.DataFrame({"mooyso": owner.to_numpy(), "stage": mine["stage"].astype(int).to_numpy(), "on_time": on_time,
+                          "complete": (mine["status"] == "complete").to_numpy(),
                           "overdue": (mine["status"] == "overdue").to_numpy()})
     agg = frame.groupby("mooyso").agg(on_time=("on_time", "sum"), overdue=("overdue", "sum"),
                                       total=("on_time", "size"))
+    per_stage = frame.groupby(["mooyso", "stage"]).agg(complete=("complete", "sum"), on_time=("on_time", "sum"),
+                                                        total=("on_time", "size"))
+    stages_of: dict[str, dict[int, dict]] = {}
+    for (mooyso, stage), row in per_stage.iterrows():
+        stages_of.setdefault(mooyso, {})[int(stage)] = {
+            "pct": round(100.0 * row["complete"] / row["total"], 1) if row["total"] else None,
+            "on_time_pct": round(100.0 * row["on_time"] / row["total"], 1) if row["total"] else None}
     rows = []
     for mooyso, counts in agg.iterrows():
         series = by_day.loc[mooyso] if mooyso in by_day.index else pd.Series(dtype=float)
@@ -80,7 +90,7 @@ def ranking(url: str, plan: Plan, as_of: dt.date, today: pd.DataFrame, timely: p
             "change_week": round(pct - series.get(week), 1) if week and pd.notna(series.get(week))
             and pct is not None else None,
             "trend": [series.get(d) for d in days if pd.notna(series.get(d))],
-            "light": light(pct, plan),
+            "light": light(pct, plan), "stages": stages_of.get(mooyso, {}),
         })
     out = pd.DataFrame(rows).sort_values(["pct", "on_time_pct", "name"], ascending=[False, False, True])
     out.insert(0, "place", range(1, len(out) + 1))
