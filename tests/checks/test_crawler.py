@@ -28,7 +28,7 @@ def _crawler(**kw):
     from admission.checks.crawler import Crawler, SiteCheckSettings
 
     hosts = frozenset(kw.pop("allow", {"127.0.0.1"}))
-    return Crawler(SiteCheckSettings(allow_hosts=hosts, connect_timeout=2, read_timeout=2, **kw))
+    return Crawler(SiteCheckSettings(allow_hosts=hosts, **({"connect_timeout": 2, "read_timeout": 2} | kw)))
 
 
 def _link(href: str, text: str) -> str:
@@ -223,7 +223,9 @@ def _drip(handler):
 def test_a_page_that_drips_is_a_failed_page_within_its_budget_never_evidence(sites):
     site = sites({"/": _drip})
     started = time.monotonic()
-    evidence = _crawler(retries=0, page_seconds=2).check(site.url + "/")
+    # A generous read timeout: each byte arrives in time; only the page's own budget can end it (also on a
+    # loaded machine, where a 2 s read timeout might fire first).
+    evidence = _crawler(retries=0, page_seconds=2, read_timeout=10).check(site.url + "/")
     assert not evidence.found and "не пришла целиком за 2 с" in evidence.reason
     assert time.monotonic() - started < 10  # the site would drip for 30 s
 
