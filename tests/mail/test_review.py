@@ -99,7 +99,6 @@ def test_the_campaign_page_records_a_review_and_refuses_one_without_a_comment_or
 
 def test_each_answer_shows_what_it_changed_against_the_previous_version(tmp_path):
     import pandas as pd
-
     from admission.inputs.submissions import version_diff, write_submission
     from admission.schema import DATASETS
 
