@@ -173,7 +173,7 @@ def test_a_school_returns_its_form_and_the_next_day_it_is_complete_with_no_remin
     from admission.report import dashboard  # the campaign page's card says where the school's data came from
 
     card = dashboard.organization(day.store_url, dashboard.Day.load(day.store_url, plan, DAY), SCHOOL)
-    assert [(a["outcome_ru"], a["accepted"]) for a in card["answers"]] == [("принято", "Операторы ОО: строк 1")]
+    assert [(a["outcome_ru"], a["accepted"]) for a in card["answers"]] == [("принято", "Операторы ОО: 1 строка")]
     # The next day's check counts it: no stage-5 notice for the school.
     nxt = DAY + dt.timedelta(days=1)
     jobs.ingest(day, plan, nxt)
