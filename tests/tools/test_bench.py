@@ -28,8 +28,11 @@ def test_bench_runs_at_a_tiny_scale_and_prints_one_json_object(tmp_path, demo_di
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["floor_agrees"] is True
-    assert set(result["phases"]) == {"ingest", "stages", "digests", "report", "operators", "validate",
+    assert set(result["phases"]) == {"ingest", "stages", "digests", "report", "operators", "parse", "validate",
                                      "validate_floor"}
+    # The reader against the raw readers on the same bytes, and the outbox's size of each day.
+    assert result["phases"]["parse"]["floor_s"] > 0 and result["parse_floor_ratio"] > 0
+    assert result["real_path"]["first_day"]["outbox_bytes"]["messages"] > 0
     real = result["real_path"]  # the same day through Airflow, then the next one
     assert real["first_day"]["wall_s"] > 0 and real["next_day"]["peak_rss_mb"] > 0 and real["ratio"] > 0
     assert all(p["wall_s"] >= 0 and p["peak_rss_mb"] > 0 for p in result["phases"].values())

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from admission import jobs
-from admission.inputs.reader import thaw_heap
+from admission.inputs.reader import read_data_folder, thaw_heap
 from admission.inputs.rules import prepare, row_rules, validate_rows
 from admission.mail.outbox import SmtpTransport, deliver, enqueue, outbox_bytes, smtp_settings
 from admission.mail.recipients import Digest, Item, Person
@@ -135,6 +135,12 @@ def run_day(data_dir: Path, work: Path) -> dict:
         _phase(phases, "operators", lambda: jobs.collect_operators(settings, plan, AS_OF, dry_run=True))
         thaw_heap()
     total = time.perf_counter() - total_start
+    # Parsing alone (the reader, no cache, no snapshot, no rules) against the raw readers' floor on the same bytes.
+    parse = _phase(phases, "parse", lambda: read_data_folder(data_dir))
+    del parse
+    floor_s = reader_floor(data_dir)
+    phases["parse"]["floor_s"] = round(floor_s, 3)
+    phases["parse"]["floor_ratio"] = round(phases["parse"]["wall_s"] / floor_s, 2) if floor_s else None
     # The row rules alone, against their plain pandas twin, on the snapshot's frames (not part of the day).
     data = jobs.load_snapshot(settings, plan, AS_OF).data
     rows = sum(len(f) for f in data.frames.values())
@@ -150,9 +156,39 @@ def run_day(data_dir: Path, work: Path) -> dict:
         "stage_results": len(load_results(settings.store_url, plan.id, AS_OF)),
         "digests": digests["digests"], "row_failures": len(gx),
         "floor_agrees": gx == floor, "floor_ratio": phases["validate"]["floor_ratio"],
+        "parse_floor_ratio": phases["parse"]["floor_ratio"],
         "phases": phases, "total": {"wall_s": round(total, 3), "peak_rss_mb": round(total_rss.peak / 2**20, 1),
                                     "rows_per_s": round(rows / total)},
     }
+
+
+def reader_floor(data_dir: Path) -> float:
+    """Seconds the raw readers take on the data folder's files, in this process: python-calamine's rows of each
+    workbook's first sheet, the csv module's rows of each CSV decoded as UTF-8 (else Windows-1251) — what parsing
+    cannot beat; the bench prints the reader's time over it."""
+    import csv
+    import io
+
+    import python_calamine
+
+    began = time.perf_counter()
+    for path in sorted(data_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.suffix.casefold() == ".xlsx":
+            try:
+                python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_index(0).to_python()
+            except Exception:  # noqa: BLE001 (a damaged workbook costs the floor nothing)
+                continue
+        elif path.suffix.casefold() == ".csv":
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text = data.decode("cp1251", errors="replace")
+            for _ in csv.reader(io.StringIO(text), delimiter=";"):
+                pass
+    return time.perf_counter() - began
 
 
 def _timed_day(env: dict[str, str], day: dt.date) -> dict:
