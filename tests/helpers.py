@@ -298,3 +298,21 @@ def gosweb_pages(leaf: str = "/roditelyam-i-uchenikam/poleznaya-informatsiya/bud
     for href, title in GOSWEB_MENU:
         pages.setdefault(href, page(title))
     return pages
+
+
+def drip(handler) -> None:
+    """A page that sends its head, then one byte every 0.3 s for a minute: every read returns in time, the page
+    never ends within any budget (a ``Site`` page callable)."""
+    import time
+
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html; charset=utf-8")
+    handler.end_headers()
+    try:
+        handler.wfile.write(PRIEM.encode("utf-8")[:200])
+        for _ in range(200):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.3)
+    except (BrokenPipeError, ConnectionResetError):
+        pass

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.helpers import PRIEM, Site, ca_and_cert, gosweb_pages
+from tests.helpers import PRIEM, Site, ca_and_cert, drip, gosweb_pages
 
 
 @pytest.fixture
@@ -204,30 +204,14 @@ def test_one_host_gets_one_request_at_a_time(sites):
     assert all(e.found for e in found.values()) and state["most"] == 1
 
 
-def _drip(handler):
-    """A page that sends its head, then one byte every 0.3 s: every read returns in time, the page never ends."""
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/html; charset=utf-8")
-    handler.end_headers()
-    try:
-        handler.wfile.write(PRIEM.encode("utf-8")[:200])
-        for _ in range(100):
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-            time.sleep(0.3)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    return None
-
-
 def test_a_page_that_drips_is_a_failed_page_within_its_budget_never_evidence(sites):
-    site = sites({"/": _drip})
+    site = sites({"/": drip})
     started = time.monotonic()
     # A generous read timeout: each byte arrives in time; only the page's own budget can end it (also on a
     # loaded machine, where a 2 s read timeout might fire first).
     evidence = _crawler(retries=0, page_seconds=2, read_timeout=10).check(site.url + "/")
     assert not evidence.found and "не пришла целиком за 2 с" in evidence.reason
-    assert time.monotonic() - started < 10  # the site would drip for 30 s
+    assert time.monotonic() - started < 10  # the site would drip for a minute
 
 
 def test_a_run_stops_within_its_budget_and_says_which_sites_it_did_not_check(sites):
@@ -253,7 +237,7 @@ def test_a_site_cut_short_by_the_budget_keeps_its_last_finished_check(sites):
     import pandas as pd
     from admission.checks.sites import check_sites
 
-    site = sites({"/": _drip})
+    site = sites({"/": drip})
     url = site.url + "/"
     previous = pd.DataFrame([{"url": url, "found": True, "page": url, "phrases": ["прием в 1 класс"], "status": 200,
                               "pages": 1, "reason": None, "etag": None, "last_modified": None, "requests": 1,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ORG_HEADER, PRIEM, REPO, Site, set_airflow_env, write_csv
+from tests.helpers import ORG_HEADER, PRIEM, REPO, Site, drip, set_airflow_env, write_csv
 
 D = dt.date
 
@@ -197,23 +197,6 @@ def test_a_failed_website_check_is_its_own_red_run_and_the_day_is_judged_and_mai
     assert any(m["X-Admission-Kind"] == "overdue" for m in smtp_sink.messages())
 
 
-def _drip(handler):
-    """A page that sends its head, then one byte every 0.3 s: every read returns in time, the page never ends."""
-    import time
-
-    handler.send_response(200)
-    handler.send_header("Content-Type", "text/html; charset=utf-8")
-    handler.end_headers()
-    try:
-        handler.wfile.write(PRIEM.encode("utf-8")[:200])
-        for _ in range(200):
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-            time.sleep(0.3)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-
-
 def test_a_crawl_cut_short_leaves_stage_2_on_the_last_finished_check_and_says_of_which_day(tmp_path, served, plan):
     """Day 1 both sites publish the information. A week later (the found pages are asked again) the МООУСО's site drips and the school's home page is
     1.8 MB of unclosed tags: the crawl stops within its budget, the school's page is read at once (nothing found),
@@ -231,7 +214,7 @@ def test_a_crawl_cut_short_leaves_stage_2_on_the_last_finished_check_and_says_of
     budget = {"allow_hosts": ["127.0.0.1", "localhost"], "page_seconds": 10, "site_seconds": 3, "run_seconds": 4, "retries": 0}
     jobs.ingest(settings, plan, D(2020, 1, 9))
     jobs.check_websites(settings, plan, D(2020, 1, 9), budget)
-    pages_uo["/"] = _drip
+    pages_uo["/"] = drip
     pages_school["/"] = (200, {}, "<html><body><p>" + "<b " * 600_000)  # 1.8 MB, under the size cap
     jobs.ingest(settings, plan, D(2020, 1, 16))
     began = time.monotonic()

@@ -669,8 +669,9 @@ def evaluate_stage(plan: Plan, stage: Stage, data: DataFolder, as_of: dt.date,
             overdue = ~complete & ((as_of - stage.deadline).days > 0)
     overdue = np.asarray(overdue, dtype=bool)
     if stage.deadline is not None:  # an organization's extension moves its deadline, and only its own
+        judged = set(ids)
         for org, (kind, until) in exemptions(data, stage.number).items():
-            if kind != "продление" or org not in set(ids):
+            if kind != "продление" or org not in judged:
                 continue
             at = results.index[results["org_id"] == org]
             late = (as_of - until).days
